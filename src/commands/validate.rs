@@ -1,0 +1,49 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::inventory;
+
+pub fn run(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    match inventory::load(path) {
+        Ok(inv) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": true, "hosts": inv.hosts.len(), "warnings": inv.warnings })
+                );
+            } else {
+                for w in &inv.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!(
+                    "{}: valid ({} hosts, cluster {})",
+                    path.display(),
+                    inv.hosts.len(),
+                    inv.cluster_name
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                let problems: Vec<_> = e
+                    .problems
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "file": p.file, "line": p.line, "column": p.column,
+                            "field": p.field, "message": p.message,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": false, "problems": problems })
+                );
+            } else {
+                eprint!("error: {e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The resolved inventory: what the rest of director-boot codes against.
+//!
+//! The YAML form (with `defaults` and per-host overrides) lives in `raw.rs`; `load` turns it into
+//! these types after validation, so no other module ever sees an unresolved or invalid value.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// What a host does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Etcd,
+    ControlPlane,
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Etcd, Role::ControlPlane, Role::Worker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Etcd => "etcd",
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How to reach one machine over SSH (a cluster host or the bastion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshEndpoint {
+    pub address: IpAddr,
+    pub port: u16,
+    pub user: String,
+    /// Private key file; `None` means: use the ssh-agent.
+    pub identity_file: Option<PathBuf>,
+}
+
+/// One cluster host with every default and override already applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Host {
+    pub name: String,
+    pub ssh: SshEndpoint,
+    /// Wrap privileged commands in `sudo -n` (true for any user but root unless set).
+    pub sudo: bool,
+    pub roles: BTreeSet<Role>,
+    /// Extra kubelet configuration merged over the generated KubeletConfiguration.
+    pub kubelet_extra: serde_yaml::Mapping,
+    /// Extra containerd settings merged over the generated config.toml.
+    pub containerd_extra: serde_yaml::Mapping,
+}
+
+impl Host {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// SSH settings that apply to the whole run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SshSettings {
+    /// OpenSSH-format known_hosts file; `None` means the state dir's.
+    pub known_hosts: Option<PathBuf>,
+    pub bastion: Option<SshEndpoint>,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overlay {
+    pub vni: u32,
+    pub port: u16,
+    /// `None` means: underlay MTU minus the VXLAN overhead, from facts.
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub pod_cidr: IpNet,
+    pub service_cidr: IpNet,
+    /// Prefix length of each node's slice of `pod_cidr`.
+    pub node_prefix: u8,
+    pub overlay: Overlay,
+}
+
+/// A validated inventory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inventory {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    pub cluster_name: String,
+    pub ssh: SshSettings,
+    pub network: Network,
+    pub hosts: Vec<Host>,
+    /// Things that are allowed but unwise (an even etcd count, ...).
+    pub warnings: Vec<String>,
+}
+
+impl Inventory {
+    pub fn hosts_with(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |h| h.has_role(role))
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}

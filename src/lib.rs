@@ -1,0 +1,13 @@
+//! director-boot: from a host inventory to a Kubernetes cluster for big-data work.
+
+pub mod cli;
+pub mod commands;
+pub mod facts;
+pub mod fanout;
+pub mod inventory;
+pub mod lab;
+pub mod osfamily;
+pub mod output;
+pub mod paths;
+pub mod progress;
+pub mod ssh;
