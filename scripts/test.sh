@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command (README.md and .ci/run call this): formatting, lints, unit tests,
+# and the lab/integration tests against real OpenSSH servers and nspawn machines (needs root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DIRECTOR_BOOT_CACHE_DIR="${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}"
+
+scripts/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo build --release
+# Lab tests share one lab (fixed bridge and namespace names): one test thread.
+cargo test -- --test-threads=1
