@@ -2,10 +2,12 @@
 
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod facts;
 pub mod fanout;
 pub mod inventory;
 pub mod lab;
+pub mod node;
 pub mod osfamily;
 pub mod output;
 pub mod paths;

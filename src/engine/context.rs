@@ -1,0 +1,254 @@
+//! What templates see: `cluster` (the same on every host) and `node` (this host), built from the
+//! inventory, the gathered facts and the recorded pod subnets.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::subnets::nth;
+use crate::facts::Facts;
+use crate::inventory::{Host, Inventory, Role};
+use crate::osfamily::OsFamily;
+
+/// Bytes VXLAN adds to every packet (outer IPv4 + UDP + VXLAN + inner Ethernet).
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// Name of the overlay's VXLAN device on every node.
+pub const VXLAN_DEVICE: &str = "dbvx0";
+/// Name of the bridge local pods attach to.
+pub const POD_BRIDGE: &str = "dbbr0";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub name: String,
+    pub address: IpAddr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Peer {
+    pub name: String,
+    pub address: IpAddr,
+    pub pod_subnet: IpNet,
+    /// The peer's VXLAN endpoint address on the overlay (its subnet's network address).
+    pub vtep_address: IpAddr,
+    pub vtep_mac: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterContext {
+    pub name: String,
+    pub domain: String,
+    pub kubernetes_version: String,
+    pub pod_cidr: IpNet,
+    pub service_cidr: IpNet,
+    pub node_prefix: u8,
+    /// First service IP: the `kubernetes` Service.
+    pub api_service_ip: IpAddr,
+    /// Tenth service IP: cluster DNS.
+    pub dns_ip: IpAddr,
+    /// URL nodes use to reach the API (the first control-plane host).
+    pub api_server: String,
+    pub control_plane: Vec<Member>,
+    pub etcd: Vec<Member>,
+    /// `name=https://addr:2380,...` for etcd's --initial-cluster.
+    pub etcd_initial_cluster: String,
+    /// `https://addr:2379,...` for the API server.
+    pub etcd_endpoints: String,
+    pub overlay_vni: u32,
+    pub overlay_port: u16,
+    pub nodes: Vec<Peer>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeContext {
+    pub name: String,
+    pub address: IpAddr,
+    pub roles: Vec<String>,
+    pub family: String,
+    pub cni_bin_dir: String,
+    pub firewalld: bool,
+    pub selinux: bool,
+    pub pod_subnet: IpNet,
+    /// The pod bridge's address (first host of the subnet).
+    pub pod_gateway: IpAddr,
+    pub vtep_address: IpAddr,
+    pub vtep_mac: String,
+    pub underlay_interface: String,
+    pub underlay_mtu: u32,
+    pub overlay_mtu: u32,
+    /// Every other node, for the overlay's routes and FDB entries.
+    pub peers: Vec<Peer>,
+    pub kubelet_extra: serde_json::Value,
+    pub containerd_extra: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("{host}: no pod subnet recorded")]
+    NoSubnet { host: String },
+    #[error(
+        "{host}: OS family is not supported ({os}); director-boot supports RHEL-family and Debian-family hosts"
+    )]
+    Unsupported { host: String, os: String },
+    #[error("service CIDR {0} is too small for the API and DNS service IPs")]
+    ServiceCidr(IpNet),
+    #[error("{host}: extra settings are not representable: {reason}")]
+    Extra { host: String, reason: String },
+}
+
+/// A stable, locally administered MAC for a node's VXLAN device, so peers can be told it
+/// without asking the node.
+pub fn vtep_mac(cluster: &str, node: &str) -> String {
+    let digest = Sha256::digest(format!("{cluster}/{node}").as_bytes());
+    let mut b = [0u8; 6];
+    b.copy_from_slice(&digest[..6]);
+    b[0] = (b[0] & 0xfe) | 0x02;
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn members(inv: &Inventory, role: Role) -> Vec<Member> {
+    inv.hosts_with(role)
+        .map(|h| Member {
+            name: h.name.clone(),
+            address: h.ssh.address,
+        })
+        .collect()
+}
+
+fn url_host(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+pub fn cluster(
+    inv: &Inventory,
+    subnets: &BTreeMap<String, IpNet>,
+    kubernetes_version: &str,
+) -> Result<ClusterContext, ContextError> {
+    let control_plane = members(inv, Role::ControlPlane);
+    let etcd = members(inv, Role::Etcd);
+    let svc = inv.network.service_cidr;
+    let api_service_ip = nth(svc, 1).ok_or(ContextError::ServiceCidr(svc))?;
+    let dns_ip = nth(svc, 10).ok_or(ContextError::ServiceCidr(svc))?;
+    let api_server = control_plane
+        .first()
+        .map(|m| format!("https://{}:6443", url_host(m.address)))
+        .unwrap_or_default();
+    let mut nodes = Vec::new();
+    for h in &inv.hosts {
+        let subnet = *subnets.get(&h.name).ok_or_else(|| ContextError::NoSubnet {
+            host: h.name.clone(),
+        })?;
+        nodes.push(Peer {
+            name: h.name.clone(),
+            address: h.ssh.address,
+            pod_subnet: subnet,
+            vtep_address: subnet.network(),
+            vtep_mac: vtep_mac(&inv.cluster_name, &h.name),
+        });
+    }
+    Ok(ClusterContext {
+        name: inv.cluster_name.clone(),
+        domain: "cluster.local".into(),
+        kubernetes_version: kubernetes_version.to_string(),
+        pod_cidr: inv.network.pod_cidr,
+        service_cidr: svc,
+        node_prefix: inv.network.node_prefix,
+        api_service_ip,
+        dns_ip,
+        api_server,
+        etcd_initial_cluster: etcd
+            .iter()
+            .map(|m| format!("{}=https://{}:2380", m.name, url_host(m.address)))
+            .collect::<Vec<_>>()
+            .join(","),
+        etcd_endpoints: etcd
+            .iter()
+            .map(|m| format!("https://{}:2379", url_host(m.address)))
+            .collect::<Vec<_>>()
+            .join(","),
+        control_plane,
+        etcd,
+        overlay_vni: inv.network.overlay.vni,
+        overlay_port: inv.network.overlay.port,
+        nodes,
+    })
+}
+
+fn to_json(host: &str, m: &serde_yaml::Mapping) -> Result<serde_json::Value, ContextError> {
+    serde_json::to_value(m).map_err(|e| ContextError::Extra {
+        host: host.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn node(
+    inv: &Inventory,
+    cluster: &ClusterContext,
+    host: &Host,
+    facts: &Facts,
+) -> Result<NodeContext, ContextError> {
+    let family: OsFamily = facts.family.ok_or_else(|| ContextError::Unsupported {
+        host: host.name.clone(),
+        os: facts.os.pretty_name.clone(),
+    })?;
+    let traits = family.traits();
+    let me = cluster
+        .nodes
+        .iter()
+        .find(|p| p.name == host.name)
+        .ok_or_else(|| ContextError::NoSubnet {
+            host: host.name.clone(),
+        })?;
+    let underlay_mtu = facts.mtu.unwrap_or(1500);
+    let overlay_mtu = inv
+        .network
+        .overlay
+        .mtu
+        .unwrap_or(underlay_mtu.saturating_sub(VXLAN_OVERHEAD));
+    Ok(NodeContext {
+        name: host.name.clone(),
+        address: host.ssh.address,
+        roles: host.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        family: family.as_str().to_string(),
+        cni_bin_dir: traits.cni_bin_dir.to_string(),
+        firewalld: traits.firewalld,
+        selinux: traits.selinux,
+        pod_subnet: me.pod_subnet,
+        pod_gateway: nth(me.pod_subnet, 1).unwrap_or(me.vtep_address),
+        vtep_address: me.vtep_address,
+        vtep_mac: me.vtep_mac.clone(),
+        underlay_interface: facts.interface.clone(),
+        underlay_mtu,
+        overlay_mtu,
+        peers: cluster
+            .nodes
+            .iter()
+            .filter(|p| p.name != host.name)
+            .cloned()
+            .collect(),
+        kubelet_extra: to_json(&host.name, &host.kubelet_extra)?,
+        containerd_extra: to_json(&host.name, &host.containerd_extra)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vtep_mac_is_stable_and_local() {
+        let a = vtep_mac("lab", "node1");
+        assert_eq!(a, vtep_mac("lab", "node1"));
+        assert_ne!(a, vtep_mac("lab", "node2"));
+        let first = u8::from_str_radix(&a[..2], 16).unwrap();
+        assert_eq!(first & 0x03, 0x02, "unicast, locally administered: {a}");
+    }
+}

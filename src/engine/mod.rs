@@ -1,0 +1,9 @@
+//! The cluster engine: an ordered list of small named phases, each run over the hosts it
+//! concerns with bounded parallelism, each able to report what it would change (dry-run) and to
+//! skip what is already right. Component phases are driven by role files (data); see `role.rs`.
+
+pub mod context;
+pub mod plan;
+pub mod render;
+pub mod role;
+pub mod subnets;

@@ -1,0 +1,222 @@
+//! Role definitions: the data that says what a component puts on a node.
+//!
+//! A role file (`roles/<name>.yaml`) names the phase that applies it, the inventory roles whose
+//! hosts get it, the binaries it needs from the artifact mirror, the PKI files and kubeconfigs it
+//! copies, the templates it renders, the systemd units it runs, and the health checks that say
+//! it works. Adding a component is adding a role file and its templates.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use crate::inventory::Role;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDef {
+    pub name: String,
+    /// The phase that applies this role (etcd, control-plane, runtime, kubelet, overlay, ...).
+    pub phase: String,
+    /// Hosts with any of these inventory roles get this role.
+    pub hosts: BTreeSet<Role>,
+    #[serde(default)]
+    pub description: String,
+    /// Names from the artifact manifest, installed into /usr/local/bin (or `dest`).
+    #[serde(default)]
+    pub binaries: Vec<BinaryRef>,
+    /// Files copied from the cluster's PKI dir (paths are templates: `kubelet-{{ node.name }}.crt`).
+    #[serde(default)]
+    pub pki: Vec<PkiFile>,
+    /// Kubeconfigs generated from the PKI.
+    #[serde(default)]
+    pub kubeconfigs: Vec<KubeconfigFile>,
+    /// Templates rendered with the cluster and node context.
+    #[serde(default)]
+    pub files: Vec<TemplateFile>,
+    /// Directories that must exist.
+    #[serde(default)]
+    pub dirs: Vec<DirSpec>,
+    /// systemd units enabled and running; restarted when anything above changed.
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Checks run after the units are up, each retried until its timeout.
+    #[serde(default)]
+    pub health: Vec<HealthCheck>,
+    /// Paths `reset` removes besides the files above (data dirs, CNI state).
+    #[serde(default)]
+    pub reset_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BinaryRef {
+    pub name: String,
+    #[serde(default)]
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PkiFile {
+    pub src: String,
+    pub dest: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubeconfigFile {
+    /// Client certificate base name in the PKI dir (`admin`, `scheduler`, `kubelet-{{ node.name }}`).
+    pub cert: String,
+    /// Which API server address: `local` (https://127.0.0.1:6443, for control-plane components)
+    /// or `cluster` (the first control-plane host).
+    #[serde(default = "default_server")]
+    pub server: String,
+    pub dest: String,
+}
+
+fn default_server() -> String {
+    "cluster".into()
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateFile {
+    /// Path under `templates/`.
+    pub template: String,
+    pub dest: String,
+    /// Octal mode as a string ("0644").
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Deep-merge this inventory setting into the rendered YAML/TOML.
+    #[serde(default)]
+    pub merge: Option<MergeExtra>,
+}
+
+/// Inventory settings a rendered file can take over.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeExtra {
+    KubeletExtra,
+    ContainerdExtra,
+}
+
+fn default_mode() -> String {
+    "0644".into()
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirSpec {
+    pub path: String,
+    #[serde(default = "default_dir_mode")]
+    pub mode: String,
+}
+
+fn default_dir_mode() -> String {
+    "0755".into()
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub name: String,
+    /// Shell command run as root on the node; healthy when it exits 0.
+    pub command: String,
+    #[serde(default = "default_health_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_health_timeout() -> u64 {
+    60
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error("roles/{file}: {source}")]
+    Parse {
+        file: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("roles/{file}: mode {mode:?} of {path} is not an octal mode like \"0644\"")]
+    Mode {
+        file: String,
+        path: String,
+        mode: String,
+    },
+}
+
+impl RoleDef {
+    pub fn parse(file: &str, text: &str) -> Result<RoleDef, RoleError> {
+        let role: RoleDef = serde_yaml::from_str(text).map_err(|source| RoleError::Parse {
+            file: file.to_string(),
+            source,
+        })?;
+        for f in &role.files {
+            parse_mode(&f.mode).ok_or_else(|| RoleError::Mode {
+                file: file.to_string(),
+                path: f.dest.clone(),
+                mode: f.mode.clone(),
+            })?;
+        }
+        for d in &role.dirs {
+            parse_mode(&d.mode).ok_or_else(|| RoleError::Mode {
+                file: file.to_string(),
+                path: d.path.clone(),
+                mode: d.mode.clone(),
+            })?;
+        }
+        Ok(role)
+    }
+
+    pub fn applies_to(&self, roles: &BTreeSet<Role>) -> bool {
+        self.hosts.iter().any(|r| roles.contains(r))
+    }
+}
+
+/// "0644" → 0o644.
+pub fn parse_mode(mode: &str) -> Option<u32> {
+    u32::from_str_radix(mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_role() {
+        let r = RoleDef::parse(
+            "etcd.yaml",
+            "name: etcd\nphase: etcd\nhosts: [etcd]\nbinaries: [{name: etcd}]\nfiles:\n  - {template: etcd/etcd.service, dest: /etc/systemd/system/etcd.service}\nunits: [etcd]\n",
+        )
+        .unwrap();
+        assert_eq!(r.files[0].mode, "0644");
+        assert!(r.applies_to(&[Role::Etcd].into_iter().collect()));
+        assert!(!r.applies_to(&[Role::Worker].into_iter().collect()));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_modes() {
+        let e =
+            RoleDef::parse("x.yaml", "name: x\nphase: p\nhosts: [worker]\nbogus: 1\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+        let e = RoleDef::parse(
+            "x.yaml",
+            "name: x\nphase: p\nhosts: [worker]\nfiles: [{template: a, dest: /a, mode: \"0999\"}]\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "roles/x.yaml: mode \"0999\" of /a is not an octal mode like \"0644\""
+        );
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("0600"), Some(0o600));
+        assert_eq!(parse_mode("rw"), None);
+    }
+}
