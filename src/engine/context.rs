@@ -59,6 +59,8 @@ pub struct ClusterContext {
     pub overlay_vni: u32,
     pub overlay_port: u16,
     pub nodes: Vec<Peer>,
+    /// Image references by short name (`pause`, `coredns`), from the artifact manifest.
+    pub images: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +133,7 @@ pub fn cluster(
     inv: &Inventory,
     subnets: &BTreeMap<String, IpNet>,
     kubernetes_version: &str,
+    images: BTreeMap<String, String>,
 ) -> Result<ClusterContext, ContextError> {
     let control_plane = members(inv, Role::ControlPlane);
     let etcd = members(inv, Role::Etcd);
@@ -179,6 +182,7 @@ pub fn cluster(
         overlay_vni: inv.network.overlay.vni,
         overlay_port: inv.network.overlay.port,
         nodes,
+        images,
     })
 }
 

@@ -48,3 +48,14 @@ pub fn render_files(
     }
     Ok(out)
 }
+
+/// Whether a role's `when` condition holds for this context.
+pub fn applies(r: &Renderer, role: &RoleDef, ctx: &tera::Context) -> Result<bool, RenderError> {
+    match &role.when {
+        None => Ok(true),
+        Some(cond) => {
+            let out = r.render_str(&format!("{{% if {cond} %}}yes{{% endif %}}"), ctx)?;
+            Ok(out == "yes")
+        }
+    }
+}

@@ -36,9 +36,20 @@ pub struct RoleDef {
     /// Directories that must exist.
     #[serde(default)]
     pub dirs: Vec<DirSpec>,
+    /// A tera condition over `cluster` and `node` (e.g. `node.firewalld`); the role applies to
+    /// a host only when it holds. Omitted: always.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Idempotent root commands (templates) run after this role changed anything on a host, before
+    /// its units restart (`sysctl --system`, `firewall-cmd --reload`, ...).
+    #[serde(default)]
+    pub on_change: Vec<String>,
     /// systemd units enabled and running; restarted when anything above changed.
     #[serde(default)]
     pub units: Vec<String>,
+    /// Kubernetes manifests (templates) applied with kubectl from the first control-plane host.
+    #[serde(default)]
+    pub manifests: Vec<String>,
     /// Checks run after the units are up, each retried until its timeout.
     #[serde(default)]
     pub health: Vec<HealthCheck>,
