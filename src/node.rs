@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use crate::facts::Facts;
+use crate::facts::{FACTS_SCRIPT, Facts, MissingFact, epoch_now};
 use crate::inventory::Host;
 use crate::osfamily::FamilyTraits;
-use crate::ssh::{Output, Session, SshError, UploadOutcome};
+use crate::ssh::{Output, Session, SshConfig, SshError, UploadOutcome};
 
 pub struct Node {
     pub host: Host,
@@ -28,11 +28,11 @@ pub enum NodeError {
         code: u32,
         stderr: String,
     },
-    #[error("{host}: cannot read {path}: {reason}")]
-    Local {
+    #[error("{host}: unexpected facts output: {source}")]
+    Facts {
         host: String,
-        path: String,
-        reason: String,
+        #[source]
+        source: MissingFact,
     },
 }
 
@@ -42,6 +42,45 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 impl Node {
+    /// Connect and gather facts. `peer` is an address of another host, whose route tells which
+    /// interface and source address this host uses inside the cluster.
+    pub async fn open(
+        host: &Host,
+        peer: &str,
+        cfg: &SshConfig,
+        dry_run: bool,
+    ) -> Result<Node, NodeError> {
+        let session = Session::connect(&host.name, &host.ssh, host.sudo, cfg).await?;
+        let script = format!(
+            "sh -s -- {} <<'DIRECTOR_BOOT_EOF'\n{FACTS_SCRIPT}DIRECTOR_BOOT_EOF\n",
+            shell_quote(peer)
+        );
+        let sent = epoch_now();
+        let out = session.run(&script).await?;
+        let received = epoch_now();
+        if !out.success() {
+            return Err(NodeError::Failed {
+                host: host.name.clone(),
+                command: "facts probe".into(),
+                code: out.exit_code,
+                stderr: last_lines(&out.stderr, 5),
+            });
+        }
+        let facts =
+            Facts::parse(&out.stdout, sent, received).map_err(|source| NodeError::Facts {
+                host: host.name.clone(),
+                source,
+            })?;
+        let traits = facts.family.map(|f| f.traits());
+        Ok(Node {
+            host: host.clone(),
+            session,
+            facts,
+            traits,
+            dry_run,
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.host.name
     }
@@ -77,11 +116,16 @@ impl Node {
         Ok(sum.trim() == sha256 && u32::from_str_radix(m.trim(), 8).ok() == Some(mode))
     }
 
+    /// Would `ensure_file` change anything? (Never writes.)
+    pub async fn dry_run_probe(&self, path: &str, data: &[u8], mode: u32) -> Result<bool, NodeError> {
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+        Ok(!self.file_matches(path, &sha, mode).await?)
+    }
+
     /// Make `path` hold `data` with `mode`; true when it changed (or would, in dry-run).
     pub async fn ensure_file(&self, path: &str, data: &[u8], mode: u32) -> Result<bool, NodeError> {
         if self.dry_run {
-            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
-            return Ok(!self.file_matches(path, &sha, mode).await?);
+            return self.dry_run_probe(path, data, mode).await;
         }
         Ok(self.session.upload(data, path, mode).await? == UploadOutcome::Written)
     }

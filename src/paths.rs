@@ -41,6 +41,11 @@ impl Paths {
     pub fn log_dir(&self) -> PathBuf {
         self.state.join("logs")
     }
+
+    /// PKI, pod subnets, admin kubeconfig and logs of one cluster.
+    pub fn cluster_dir(&self, cluster: &str) -> PathBuf {
+        self.state.join("clusters").join(cluster)
+    }
 }
 
 /// Create a directory (and parents) readable only by its owner.

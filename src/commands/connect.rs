@@ -69,3 +69,15 @@ pub fn select_hosts(inv: &Inventory, filter: Option<&str>) -> anyhow::Result<Vec
 pub async fn connect(host: &Host, cfg: &SshConfig) -> anyhow::Result<Session> {
     Ok(Session::connect(&host.name, &host.ssh, host.sudo, cfg).await?)
 }
+
+/// An address of another host (for the route a host uses inside the cluster); a single-host
+/// cluster asks for its own address.
+pub fn peer_of(inv: &Inventory, host: &Host) -> String {
+    inv.hosts
+        .iter()
+        .find(|h| h.name != host.name)
+        .unwrap_or(host)
+        .ssh
+        .address
+        .to_string()
+}

@@ -1,12 +1,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
-use super::connect::{connect, load_inventory, ssh_config};
+use super::connect::{load_inventory, peer_of, ssh_config};
 use crate::cli::SshArgs;
-use crate::facts::{FACTS_SCRIPT, Facts, epoch_now};
 use crate::fanout;
+use crate::node::Node;
 use crate::paths::Paths;
 use crate::progress::HostProgress;
 
@@ -19,22 +17,11 @@ pub async fn run(
     let inv = load_inventory(inventory)?;
     let cfg = ssh_config(paths, &inv, args)?;
     let progress = HostProgress::new(json);
-    // Each host reports the route to another host (the first one, or the second for itself).
-    let peers: Vec<String> = inv
+    let items: Vec<_> = inv
         .hosts
         .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            let peer = if i == 0 {
-                inv.hosts.get(1)
-            } else {
-                inv.hosts.first()
-            };
-            peer.map(|p| p.ssh.address.to_string())
-                .unwrap_or_else(|| "1.1.1.1".to_string())
-        })
+        .map(|h| (h.clone(), peer_of(&inv, h)))
         .collect();
-    let items: Vec<_> = inv.hosts.iter().cloned().zip(peers).collect();
     let results = fanout::for_each(
         items,
         args.concurrency as usize,
@@ -43,33 +30,11 @@ pub async fn run(
             let cfg = cfg.clone();
             let bar = progress.host(&host.name, "connecting");
             async move {
-                let session = connect(&host, &cfg).await;
-                let session = match session {
-                    Ok(s) => s,
-                    Err(e) => {
-                        bar.finish_with_message("failed");
-                        return Err(e);
-                    }
-                };
-                bar.set_message("gathering facts");
-                let script = format!(
-                    "sh -s -- {peer} <<'DIRECTOR_BOOT_EOF'\n{FACTS_SCRIPT}DIRECTOR_BOOT_EOF\n"
-                );
-                let sent = epoch_now();
-                let out = session.run(&script).await?;
-                let received = epoch_now();
-                session.close().await;
-                if !out.success() {
-                    bar.finish_with_message("failed");
-                    anyhow::bail!(
-                        "facts probe exited {}: {}",
-                        out.exit_code,
-                        out.stderr.trim()
-                    );
-                }
-                let facts = Facts::parse(&out.stdout, sent, received)
-                    .with_context(|| format!("{}: unexpected facts output", host.name))?;
-                bar.finish_with_message("done");
+                let node = Node::open(&host, &peer, &cfg, false).await;
+                bar.finish_with_message(if node.is_ok() { "done" } else { "failed" });
+                let node = node?;
+                let facts = node.facts.clone();
+                node.session.close().await;
                 Ok(facts)
             }
         },

@@ -52,6 +52,7 @@ impl Renderer {
                 })?;
         }
         tera.autoescape_on(vec![]);
+        tera.register_filter("sh", sh_filter);
         Ok(Renderer { tera })
     }
 
@@ -75,6 +76,18 @@ impl Renderer {
     pub fn has(&self, name: &str) -> bool {
         self.tera.get_template_names().any(|n| n == name)
     }
+}
+
+/// `{{ value | sh }}`: the value single-quoted for a POSIX shell.
+fn sh_filter(
+    value: &tera::Value,
+    _: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let text = match value {
+        tera::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Ok(tera::Value::String(crate::node::shell_quote(&text)))
 }
 
 fn collect(dir: &Dir<'_>, out: &mut Vec<(String, String)>) {

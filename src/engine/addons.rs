@@ -1,0 +1,50 @@
+//! Add-ons: Kubernetes manifests (templates) applied with kubectl from a control-plane host.
+//! A manifest is applied only when its rendered text differs from the last one applied there.
+
+use super::apply::{apply_role, wait_healthy, Env};
+use super::context::NodeContext;
+use super::plan::tera_context;
+use super::role::RoleDef;
+use crate::node::{shell_quote, Node};
+
+const ADDON_DIR: &str = "/etc/kubernetes/addons";
+const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+
+pub async fn apply(env: &Env<'_>, node: &Node, nc: &NodeContext, role: &RoleDef) -> anyhow::Result<Vec<String>> {
+    // Files, binaries and units of the role itself, without its health checks (they usually
+    // need the manifests applied first).
+    let mut bare = role.clone();
+    bare.health.clear();
+    let mut changes = apply_role(env, node, nc, &bare).await?.changes;
+    let ctx = tera_context(env.cluster, nc);
+    for m in &role.manifests {
+        let text = env.renderer.render(m, &ctx)?;
+        let base = m.rsplit('/').next().unwrap_or(m);
+        let dest = format!("{ADDON_DIR}/{}-{base}", role.name);
+        let pending = format!("{dest}.pending");
+        // The applied copy is written only after kubectl succeeded, so a failed apply is retried.
+        let same = !node.dry_run_probe(&dest, text.as_bytes(), 0o600).await?;
+        if same {
+            continue;
+        }
+        if node.dry_run {
+            changes.push(format!("would apply {m}"));
+            continue;
+        }
+        node.ensure_file(&pending, text.as_bytes(), 0o600).await?;
+        node.sudo_ok(&format!(
+            "{KUBECTL} apply --server-side --force-conflicts --field-manager=director-boot -f {p} && mv -f {p} {d}",
+            p = shell_quote(&pending),
+            d = shell_quote(&dest)
+        ))
+        .await?;
+        changes.push(format!("applied {m}"));
+    }
+    if !node.dry_run {
+        for h in &role.health {
+            let cmd = env.renderer.render_str(&h.command, &ctx)?;
+            wait_healthy(node, &role.name, &h.name, &cmd, h.timeout_secs).await?;
+        }
+    }
+    Ok(changes)
+}
