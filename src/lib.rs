@@ -9,5 +9,6 @@ pub mod lab;
 pub mod osfamily;
 pub mod output;
 pub mod paths;
+pub mod pki;
 pub mod progress;
 pub mod ssh;
