@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::error::{PkiError, Result};
+use crate::inventory::{Inventory, Role};
 
 /// A host that gets certificates: its name (a DNS-1123 subdomain, also used in
 /// file names) and the address other members reach it on.
@@ -244,6 +245,29 @@ impl PkiSpec {
         }
         first_service_ip(&self.service_cidr)?;
         Ok(())
+    }
+
+    /// The spec for an inventory: control-plane hosts for the apiserver SANs,
+    /// etcd hosts as etcd members, and kubelet certificates for every
+    /// control-plane and worker host. Each host's address is its SSH address
+    /// (assumed to be the address the cluster uses); domain `cluster.local`.
+    pub fn from_inventory(inv: &Inventory) -> Self {
+        let members = |pred: &dyn Fn(&crate::inventory::Host) -> bool| -> Vec<Member> {
+            inv.hosts
+                .iter()
+                .filter(|h| pred(h))
+                .map(|h| Member::new(h.name.clone(), h.ssh.address))
+                .collect()
+        };
+        PkiSpec {
+            cluster_name: inv.cluster_name.clone(),
+            control_plane: members(&|h| h.has_role(Role::ControlPlane)),
+            etcd: members(&|h| h.has_role(Role::Etcd)),
+            nodes: members(&|h| h.has_role(Role::ControlPlane) || h.has_role(Role::Worker)),
+            service_cidr: inv.network.service_cidr,
+            cluster_domain: "cluster.local".into(),
+            apiserver_extra_sans: Vec::new(),
+        }
     }
 
     /// Every leaf certificate this spec calls for, in a stable order.

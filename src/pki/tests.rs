@@ -801,3 +801,60 @@ fn rbac_manifest_binds_the_kubelet_client_group() {
         Some(APISERVER_KUBELET_CLIENT_GROUP)
     );
 }
+#[test]
+fn error_is_send_sync_for_anyhow() {
+    fn check<T: std::error::Error + Send + Sync + 'static>() {}
+    check::<PkiError>();
+    let e: anyhow::Error = PkiError::InvalidSpec("x".into()).into();
+    assert!(e.to_string().contains("invalid PKI spec"));
+}
+
+#[test]
+fn spec_from_inventory() {
+    use crate::inventory::{Host, Inventory, Network, Overlay, Role, SshEndpoint, SshSettings};
+    let host = |name: &str, addr: &str, roles: &[Role]| Host {
+        name: name.into(),
+        ssh: SshEndpoint {
+            address: ip(addr),
+            port: 22,
+            user: "root".into(),
+            identity_file: None,
+        },
+        sudo: false,
+        roles: roles.iter().copied().collect(),
+        kubelet_extra: Default::default(),
+        containerd_extra: Default::default(),
+    };
+    let inv = Inventory {
+        path: "inv.yaml".into(),
+        cluster_name: "bigdata".into(),
+        ssh: SshSettings {
+            known_hosts: None,
+            bastion: None,
+            connect_timeout_secs: 10,
+        },
+        network: Network {
+            pod_cidr: "10.244.0.0/16".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".parse().unwrap(),
+            node_prefix: 24,
+            overlay: Overlay {
+                vni: 1,
+                port: 4789,
+                mtu: None,
+            },
+        },
+        hosts: vec![
+            host("cp1", "10.0.0.1", &[Role::ControlPlane, Role::Etcd]),
+            host("e2", "10.0.0.2", &[Role::Etcd]),
+            host("w1", "10.0.0.3", &[Role::Worker]),
+        ],
+        warnings: Vec::new(),
+    };
+    let s = PkiSpec::from_inventory(&inv);
+    let names = |m: &[Member]| m.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&s.control_plane), ["cp1"]);
+    assert_eq!(names(&s.etcd), ["cp1", "e2"]);
+    assert_eq!(names(&s.nodes), ["cp1", "w1"]);
+    assert_eq!(s.cluster_domain, "cluster.local");
+    s.validate().unwrap();
+}
