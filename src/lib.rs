@@ -11,5 +11,6 @@ pub mod node;
 pub mod osfamily;
 pub mod output;
 pub mod paths;
+pub mod pki;
 pub mod progress;
 pub mod ssh;
