@@ -75,14 +75,26 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Build a Kubernetes cluster from an inventory.
+    /// Build a Kubernetes cluster from an inventory (re-run to converge; changes only what differs).
     Init {
         inventory: PathBuf,
+        /// Print what each host would get; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Artifact mirror directory (manifest.json + files); default: <cache>/mirror.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        /// Preflight checks to downgrade to warnings (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        skip_preflight: Vec<String>,
+        /// Also add the admin credentials to ~/.kube/config as a named context.
+        #[arg(long)]
+        merge_kubeconfig: bool,
         #[command(flatten)]
         ssh: SshArgs,
     },
+    /// List the cluster's certificates and when they expire.
+    Certs { inventory: PathBuf },
     /// Measure container-to-container TCP/UDP throughput across the overlay.
     Netcheck {
         inventory: PathBuf,
@@ -91,12 +103,15 @@ pub enum Command {
     },
     /// Deploy a catalog application (spark, symphony, cassandra, hadoop, ...).
     DeployApp { app: String },
-    /// Remove everything init installed from the hosts.
+    /// Remove everything init installed from the hosts (units, binaries, data, CNI, iptables, links).
     Reset {
         inventory: PathBuf,
         /// Confirm: this deletes cluster data.
         #[arg(long)]
         yes: bool,
+        /// Also delete the cluster's local state (PKI, pod subnets, admin kubeconfig).
+        #[arg(long)]
+        forget: bool,
         #[command(flatten)]
         ssh: SshArgs,
     },

@@ -117,7 +117,12 @@ impl Node {
     }
 
     /// Would `ensure_file` change anything? (Never writes.)
-    pub async fn dry_run_probe(&self, path: &str, data: &[u8], mode: u32) -> Result<bool, NodeError> {
+    pub async fn dry_run_probe(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+    ) -> Result<bool, NodeError> {
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
         Ok(!self.file_matches(path, &sha, mode).await?)
     }

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use super::connect::{load_inventory, peer_of, ssh_config};
 use crate::cli::SshArgs;
-use crate::engine::apply::{apply_role, Env};
+use crate::engine::apply::{Env, apply_role};
 use crate::engine::artifacts::Artifacts;
 use crate::engine::context::{self, NodeContext};
 use crate::engine::preflight::{self, Verdict};
@@ -22,11 +22,18 @@ use crate::engine::{addons, images, plan, subnets};
 use crate::fanout;
 use crate::inventory::{Inventory, Role};
 use crate::node::Node;
-use crate::paths::{ensure_private_dir, Paths};
+use crate::paths::{Paths, ensure_private_dir};
 use crate::pki;
 
 /// Component phases in the order they run; every role file names one of these.
-pub const PHASES: &[&str] = &["node-prep", "etcd", "control-plane", "runtime", "kubelet", "overlay"];
+pub const PHASES: &[&str] = &[
+    "node-prep",
+    "etcd",
+    "control-plane",
+    "runtime",
+    "kubelet",
+    "overlay",
+];
 
 pub struct InitArgs<'a> {
     pub inventory: &'a Path,
@@ -53,7 +60,10 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     let cluster_dir = paths.cluster_dir(&inv.cluster_name);
     ensure_private_dir(&cluster_dir)
         .with_context(|| format!("cannot create {}", cluster_dir.display()))?;
-    let artifacts_dir = a.artifacts.clone().unwrap_or_else(|| paths.cache.join("mirror"));
+    let artifacts_dir = a
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| paths.cache.join("mirror"));
     let artifacts = Artifacts::open(&artifacts_dir)?;
     let renderer = Renderer::new()?;
     let roles = render::roles()?;
@@ -72,17 +82,31 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
 
     // connect + facts
     runner.say(&format!("[connect] {} hosts", inv.hosts.len()));
-    let items: Vec<_> = inv.hosts.iter().map(|h| (h.clone(), peer_of(&inv, h))).collect();
-    let opened = fanout::for_each(items, runner.limit, |(h, _)| h.name.clone(), |(h, peer)| {
-        let cfg = cfg.clone();
-        async move { Ok(Node::open(&h, &peer, &cfg, a.dry_run).await?) }
-    })
+    let items: Vec<_> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.clone(), peer_of(&inv, h)))
+        .collect();
+    let opened = fanout::for_each(
+        items,
+        runner.limit,
+        |(h, _)| h.name.clone(),
+        |(h, peer)| {
+            let cfg = cfg.clone();
+            async move { Ok(Node::open(&h, &peer, &cfg, a.dry_run).await?) }
+        },
+    )
     .await;
     let mut nodes: Vec<Node> = Vec::new();
     for r in opened {
         match r.result {
             Ok(n) => {
-                runner.say(&format!("  {:<14} {} ({:.1} s)", r.host, n.facts.os.pretty_name, r.elapsed.as_secs_f64()));
+                runner.say(&format!(
+                    "  {:<14} {} ({:.1} s)",
+                    r.host,
+                    n.facts.os.pretty_name,
+                    r.elapsed.as_secs_f64()
+                ));
                 nodes.push(n);
             }
             Err(e) => {
@@ -100,7 +124,12 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
         .hosts
         .iter()
         .map(|h| {
-            let others = inv.hosts.iter().filter(|o| o.name != h.name).map(|o| o.ssh.address.to_string()).collect();
+            let others = inv
+                .hosts
+                .iter()
+                .filter(|o| o.name != h.name)
+                .map(|o| o.ssh.address.to_string())
+                .collect();
             (h.name.clone(), others)
         })
         .collect();
@@ -111,7 +140,11 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
         .phase("preflight", all.clone(), |n| {
             let skip = skip.clone();
             async move {
-                let mut checks = preflight::host_checks(n, peers_ref.get(n.name()).map(Vec::as_slice).unwrap_or(&[])).await?;
+                let mut checks = preflight::host_checks(
+                    n,
+                    peers_ref.get(n.name()).map(Vec::as_slice).unwrap_or(&[]),
+                )
+                .await?;
                 checks.extend(cross_ref.get(n.name()).cloned().unwrap_or_default());
                 preflight::skip(&mut checks, &skip);
                 let failed: Vec<String> = checks
@@ -134,7 +167,12 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     // pod subnets and PKI (local)
     let subnets = allocate_subnets(&cluster_dir, &inv, a.dry_run)?;
     let (pki_dir, _pki_tmp) = ensure_pki(&mut runner, &cluster_dir, &inv, a.dry_run)?;
-    let cluster = context::cluster(&inv, &subnets, &artifacts.kubernetes_version, artifacts.images())?;
+    let cluster = context::cluster(
+        &inv,
+        &subnets,
+        &artifacts.kubernetes_version,
+        artifacts.images(),
+    )?;
     let mut node_ctx: BTreeMap<String, NodeContext> = BTreeMap::new();
     for n in &nodes {
         match context::node(&inv, &cluster, &n.host, &n.facts) {
@@ -157,7 +195,9 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
         let mut concerned: Vec<&Node> = Vec::new();
         let mut plan_for: BTreeMap<String, Vec<&RoleDef>> = BTreeMap::new();
         for n in &nodes {
-            let Some(nc) = node_ctx.get(n.name()) else { continue };
+            let Some(nc) = node_ctx.get(n.name()) else {
+                continue;
+            };
             let ctx = plan::tera_context(&cluster, nc);
             let mut mine = Vec::new();
             for r in &phase_roles {
@@ -191,7 +231,10 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
 
     // addons, from the first healthy control-plane host
     let addon_roles: Vec<&RoleDef> = roles.iter().filter(|r| r.phase == "addons").collect();
-    if let Some(cp) = nodes.iter().find(|n| n.host.has_role(Role::ControlPlane) && !runner.failed(n.name())) {
+    if let Some(cp) = nodes
+        .iter()
+        .find(|n| n.host.has_role(Role::ControlPlane) && !runner.failed(n.name()))
+    {
         let nc = node_ctx.get(cp.name()).cloned();
         let env_ref = &env;
         runner
@@ -211,16 +254,17 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     }
 
     // the admin kubeconfig
-    if !a.dry_run {
-        if let Some(first) = inv.hosts_with(Role::ControlPlane).next() {
-            let server = format!("https://{}", socket(first.ssh.address, 6443));
-            let yaml = pki::kubeconfig_from_dir(&pki_dir, "admin", &inv.cluster_name, &server, "admin")?;
-            let path = cluster_dir.join("admin.conf");
-            write_private(&path, yaml.as_bytes())?;
-            runner.say(&format!("admin kubeconfig: {}", path.display()));
-            if a.merge_kubeconfig {
-                super::kubeconfig::merge_into_user_config(&yaml, &inv.cluster_name)?;
-            }
+    if !a.dry_run
+        && let Some(first) = inv.hosts_with(Role::ControlPlane).next()
+    {
+        let server = format!("https://{}", socket(first.ssh.address, 6443));
+        let yaml =
+            pki::kubeconfig_from_dir(&pki_dir, "admin", &inv.cluster_name, &server, "admin")?;
+        let path = cluster_dir.join("admin.conf");
+        write_private(&path, yaml.as_bytes())?;
+        runner.say(&format!("admin kubeconfig: {}", path.display()));
+        if a.merge_kubeconfig {
+            super::kubeconfig::merge_into_user_config(&yaml, &inv.cluster_name)?;
         }
     }
     Ok(runner.finish("init", &hosts))
@@ -246,14 +290,25 @@ fn check_role_phases(roles: &[RoleDef]) -> anyhow::Result<()> {
 }
 
 /// Pod subnets per node, kept in the cluster state so they never move under a running node.
-fn allocate_subnets(cluster_dir: &Path, inv: &Inventory, dry_run: bool) -> anyhow::Result<BTreeMap<String, IpNet>> {
+fn allocate_subnets(
+    cluster_dir: &Path,
+    inv: &Inventory,
+    dry_run: bool,
+) -> anyhow::Result<BTreeMap<String, IpNet>> {
     let file = cluster_dir.join("subnets.json");
     let previous: BTreeMap<String, IpNet> = match std::fs::read_to_string(&file) {
-        Ok(t) => serde_json::from_str(&t).with_context(|| format!("{} is corrupt", file.display()))?,
+        Ok(t) => {
+            serde_json::from_str(&t).with_context(|| format!("{} is corrupt", file.display()))?
+        }
         Err(_) => BTreeMap::new(),
     };
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let now = subnets::allocate(&previous, &names, inv.network.pod_cidr, inv.network.node_prefix)?;
+    let now = subnets::allocate(
+        &previous,
+        &names,
+        inv.network.pod_cidr,
+        inv.network.node_prefix,
+    )?;
     if now != previous && !dry_run {
         write_private(&file, serde_json::to_string_pretty(&now)?.as_bytes())?;
     }
@@ -268,13 +323,19 @@ fn ensure_pki(
     dry_run: bool,
 ) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
     let members = |role: Role| -> Vec<pki::Member> {
-        inv.hosts_with(role).map(|h| pki::Member::new(h.name.clone(), h.ssh.address)).collect()
+        inv.hosts_with(role)
+            .map(|h| pki::Member::new(h.name.clone(), h.ssh.address))
+            .collect()
     };
     let spec = pki::PkiSpec {
         cluster_name: inv.cluster_name.clone(),
         control_plane: members(Role::ControlPlane),
         etcd: members(Role::Etcd),
-        nodes: inv.hosts.iter().map(|h| pki::Member::new(h.name.clone(), h.ssh.address)).collect(),
+        nodes: inv
+            .hosts
+            .iter()
+            .map(|h| pki::Member::new(h.name.clone(), h.ssh.address))
+            .collect(),
         service_cidr: inv.network.service_cidr,
         cluster_domain: "cluster.local".into(),
         apiserver_extra_sans: Vec::new(),
@@ -296,13 +357,27 @@ fn ensure_pki(
     runner.say(&format!(
         "  {:<14} {}",
         "control",
-        if n == 0 { "ok".to_string() } else if dry_run { format!("{n} to change") } else { format!("{n} changed") }
+        if n == 0 {
+            "ok".to_string()
+        } else if dry_run {
+            format!("{n} to change")
+        } else {
+            format!("{n} changed")
+        }
     ));
     for p in &report.created {
-        runner.changes.push(("pki".into(), "local".into(), format!("created {}", p.display())));
+        runner.changes.push((
+            "pki".into(),
+            "local".into(),
+            format!("created {}", p.display()),
+        ));
     }
     for r in &report.renewed {
-        runner.changes.push(("pki".into(), "local".into(), format!("renewed {} ({})", r.path.display(), r.reason)));
+        runner.changes.push((
+            "pki".into(),
+            "local".into(),
+            format!("renewed {} ({})", r.path.display(), r.reason),
+        ));
     }
     for w in &report.warnings {
         runner.say(&format!("  warning: {w}"));
@@ -329,8 +404,16 @@ pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().context("path has no parent")?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("file")));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("file")
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;

@@ -24,10 +24,16 @@ fn upsert(list: &mut Vec<Value>, item: Value) {
 
 /// Merge `admin` (a kubeconfig with one cluster, user and context) under the names
 /// `<cluster>`, `<cluster>-admin` and `<cluster>-admin@<cluster>`; returns the context name.
-pub fn merge(existing: Option<&str>, admin: &str, cluster: &str) -> anyhow::Result<(String, String)> {
+pub fn merge(
+    existing: Option<&str>,
+    admin: &str,
+    cluster: &str,
+) -> anyhow::Result<(String, String)> {
     let src: Value = serde_yaml::from_str(admin).context("generated kubeconfig does not parse")?;
     let mut doc: Mapping = match existing {
-        Some(t) if !t.trim().is_empty() => serde_yaml::from_str(t).context("~/.kube/config does not parse")?,
+        Some(t) if !t.trim().is_empty() => {
+            serde_yaml::from_str(t).context("~/.kube/config does not parse")?
+        }
         _ => {
             let mut m = Mapping::new();
             m.insert("apiVersion".into(), "v1".into());
@@ -59,7 +65,10 @@ pub fn merge(existing: Option<&str>, admin: &str, cluster: &str) -> anyhow::Resu
     x.insert("name".into(), ctx_name.clone().into());
     x.insert("context".into(), Value::Mapping(inner));
     upsert(named_list(&mut doc, "contexts")?, Value::Mapping(x));
-    if doc.get("current-context").is_none_or(|v| v.is_null() || v.as_str() == Some("")) {
+    if doc
+        .get("current-context")
+        .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+    {
         doc.insert("current-context".into(), ctx_name.clone().into());
     }
     Ok((serde_yaml::to_string(&doc)?, ctx_name))
@@ -91,7 +100,10 @@ mod tests {
         let v: Value = serde_yaml::from_str(&text).unwrap();
         let clusters = v["clusters"].as_sequence().unwrap();
         assert_eq!(clusters.len(), 2);
-        assert_eq!(clusters[1]["cluster"]["server"].as_str(), Some("https://10.0.0.1:6443"));
+        assert_eq!(
+            clusters[1]["cluster"]["server"].as_str(),
+            Some("https://10.0.0.1:6443")
+        );
         assert_eq!(v["current-context"].as_str(), Some("other-ctx"));
         // Merging again changes nothing.
         let (again, _) = merge(Some(&text), ADMIN, "lab").unwrap();

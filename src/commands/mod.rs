@@ -5,10 +5,14 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::paths::Paths;
 
+mod certs;
 mod connect;
 mod exec;
 mod facts;
+pub mod init;
+mod kubeconfig;
 mod lab;
+mod reset;
 mod validate;
 
 /// Exit code of a command that exists in the CLI but is not built yet.
@@ -54,10 +58,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Lab { command } => lab::run(&paths, command, json).await,
-        Command::Init { .. } => not_built("init", "issue 3"),
+        Command::Init {
+            inventory,
+            dry_run,
+            artifacts,
+            skip_preflight,
+            merge_kubeconfig,
+            ssh,
+        } => {
+            init::run(
+                &paths,
+                init::InitArgs {
+                    inventory: &inventory,
+                    dry_run,
+                    artifacts,
+                    skip_preflight,
+                    merge_kubeconfig,
+                    ssh: &ssh,
+                    json,
+                    verbose: cli.global.verbose > 0,
+                },
+            )
+            .await
+        }
+        Command::Certs { inventory } => certs::run(&paths, &inventory, json),
         Command::Netcheck { .. } => not_built("netcheck", "issue 4"),
         Command::DeployApp { .. } => not_built("deploy-app", "issue 5"),
-        Command::Reset { .. } => not_built("reset", "issue 3"),
+        Command::Reset {
+            inventory,
+            yes,
+            forget,
+            ssh,
+        } => {
+            reset::run(
+                &paths,
+                &inventory,
+                yes,
+                forget,
+                &ssh,
+                json,
+                cli.global.verbose > 0,
+            )
+            .await
+        }
     }
 }
 

@@ -1,16 +1,21 @@
 //! Add-ons: Kubernetes manifests (templates) applied with kubectl from a control-plane host.
 //! A manifest is applied only when its rendered text differs from the last one applied there.
 
-use super::apply::{apply_role, wait_healthy, Env};
+use super::apply::{Env, apply_role, wait_healthy};
 use super::context::NodeContext;
 use super::plan::tera_context;
 use super::role::RoleDef;
-use crate::node::{shell_quote, Node};
+use crate::node::{Node, shell_quote};
 
 const ADDON_DIR: &str = "/etc/kubernetes/addons";
 const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
-pub async fn apply(env: &Env<'_>, node: &Node, nc: &NodeContext, role: &RoleDef) -> anyhow::Result<Vec<String>> {
+pub async fn apply(
+    env: &Env<'_>,
+    node: &Node,
+    nc: &NodeContext,
+    role: &RoleDef,
+) -> anyhow::Result<Vec<String>> {
     // Files, binaries and units of the role itself, without its health checks (they usually
     // need the manifests applied first).
     let mut bare = role.clone();

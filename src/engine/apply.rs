@@ -9,9 +9,9 @@ use super::artifacts::Artifacts;
 use super::context::NodeContext;
 use super::plan::{render_files, tera_context};
 use super::render::Renderer;
-use super::role::{parse_mode, RoleDef};
+use super::role::{RoleDef, parse_mode};
 use crate::engine::context::ClusterContext;
-use crate::node::{last_lines, shell_quote, Node};
+use crate::node::{Node, last_lines, shell_quote};
 
 /// Everything a role application reads besides the node.
 pub struct Env<'a> {
@@ -92,7 +92,14 @@ pub async fn apply_role(
         let path = env.renderer.render_str(&d.path, &ctx).map_err(r_err)?;
         let mode = parse_mode(&d.mode).unwrap_or(0o755);
         if node.ensure_dir(&path, mode).await.map_err(n_err)? {
-            out.changes.push(format!("{} dir {path}", if node.dry_run { "would create" } else { "created" }));
+            out.changes.push(format!(
+                "{} dir {path}",
+                if node.dry_run {
+                    "would create"
+                } else {
+                    "created"
+                }
+            ));
         }
     }
 
@@ -114,7 +121,8 @@ pub async fn apply_role(
             .await
             .map_err(n_err)?
         {
-            out.changes.push(format!("{verb} {dest} ({} {})", a.name, a.version));
+            out.changes
+                .push(format!("{verb} {dest} ({} {})", a.name, a.version));
         }
     }
 
@@ -135,18 +143,27 @@ pub async fn apply_role(
         let stem = env.renderer.render_str(&k.cert, &ctx).map_err(r_err)?;
         let dest = env.renderer.render_str(&k.dest, &ctx).map_err(r_err)?;
         let server = server_url(&k.server, env.cluster);
-        let yaml = crate::pki::kubeconfig_from_dir(env.pki_dir, &stem, &env.cluster.name, &server, &stem)
-            .map_err(|e| ApplyError::Pki {
-                role: name.clone(),
-                reason: e.to_string(),
-            })?;
-        if node.ensure_file(&dest, yaml.as_bytes(), 0o600).await.map_err(n_err)? {
+        let yaml =
+            crate::pki::kubeconfig_from_dir(env.pki_dir, &stem, &env.cluster.name, &server, &stem)
+                .map_err(|e| ApplyError::Pki {
+                    role: name.clone(),
+                    reason: e.to_string(),
+                })?;
+        if node
+            .ensure_file(&dest, yaml.as_bytes(), 0o600)
+            .await
+            .map_err(n_err)?
+        {
             out.changes.push(format!("{verb} {dest}"));
         }
     }
 
     for f in render_files(env.renderer, role, &ctx, node_ctx).map_err(r_err)? {
-        if node.ensure_file(&f.dest, &f.content, f.mode).await.map_err(n_err)? {
+        if node
+            .ensure_file(&f.dest, &f.content, f.mode)
+            .await
+            .map_err(n_err)?
+        {
             unit_files_changed |= f.dest.starts_with("/etc/systemd/");
             out.changes.push(format!("{verb} {}", f.dest));
         }
@@ -155,7 +172,9 @@ pub async fn apply_role(
     let changed = !out.changes.is_empty();
     if changed && !node.dry_run {
         if unit_files_changed {
-            node.sudo_ok("systemctl daemon-reload").await.map_err(n_err)?;
+            node.sudo_ok("systemctl daemon-reload")
+                .await
+                .map_err(n_err)?;
         }
         for cmd in &role.on_change {
             let cmd = env.renderer.render_str(cmd, &ctx).map_err(r_err)?;
@@ -167,18 +186,34 @@ pub async fn apply_role(
         let q = shell_quote(unit);
         if changed {
             if !node.dry_run {
-                node.sudo_ok(&format!("systemctl enable --quiet {q} && systemctl restart {q}"))
-                    .await
-                    .map_err(n_err)?;
+                node.sudo_ok(&format!(
+                    "systemctl enable --quiet {q} && systemctl restart {q}"
+                ))
+                .await
+                .map_err(n_err)?;
             }
-            out.changes.push(format!("{} {unit}", if node.dry_run { "would restart" } else { "restarted" }));
+            out.changes.push(format!(
+                "{} {unit}",
+                if node.dry_run {
+                    "would restart"
+                } else {
+                    "restarted"
+                }
+            ));
         } else if !node.unit_running(unit).await.map_err(n_err)? {
             if !node.dry_run {
                 node.sudo_ok(&format!("systemctl enable --quiet --now {q}"))
                     .await
                     .map_err(n_err)?;
             }
-            out.changes.push(format!("{} {unit}", if node.dry_run { "would start" } else { "started" }));
+            out.changes.push(format!(
+                "{} {unit}",
+                if node.dry_run {
+                    "would start"
+                } else {
+                    "started"
+                }
+            ));
         }
     }
 

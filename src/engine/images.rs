@@ -2,7 +2,7 @@
 //! clusters with no registry. Skips images already present with the same archive.
 
 use super::artifacts::{Artifacts, Kind};
-use crate::node::{shell_quote, Node, NodeError};
+use crate::node::{Node, NodeError, shell_quote};
 
 const IMAGE_DIR: &str = "/var/lib/director-boot/images";
 
@@ -20,9 +20,12 @@ pub async fn present(node: &Node, reference: &str) -> Result<bool, NodeError> {
 
 /// Import one OCI archive already on the node.
 pub async fn import(node: &Node, archive: &str) -> Result<(), NodeError> {
-    node.sudo_ok(&format!("ctr -n k8s.io images import {}", shell_quote(archive)))
-        .await
-        .map(|_| ())
+    node.sudo_ok(&format!(
+        "ctr -n k8s.io images import {}",
+        shell_quote(archive)
+    ))
+    .await
+    .map(|_| ())
 }
 
 /// Make every image of the mirror present on the node; returns change lines.

@@ -2,15 +2,15 @@
 //! concerns with bounded parallelism, each able to report what it would change (dry-run) and to
 //! skip what is already right. Component phases are driven by role files (data); see `role.rs`.
 
-pub mod artifacts;
-pub mod context;
-pub mod plan;
-pub mod render;
-pub mod role;
-pub mod subnets;
-pub mod runner;
-pub mod preflight;
-pub mod images;
-pub mod reset;
 pub mod addons;
 pub mod apply;
+pub mod artifacts;
+pub mod context;
+pub mod images;
+pub mod plan;
+pub mod preflight;
+pub mod render;
+pub mod reset;
+pub mod role;
+pub mod runner;
+pub mod subnets;

@@ -25,13 +25,34 @@ pub struct Check {
 
 /// Every check name, for --skip-preflight validation and docs.
 pub const CHECKS: &[&str] = &[
-    "os", "systemd", "cpu", "memory", "swap", "ip-forward", "commands", "ports", "clock",
-    "cgroups", "kernel-modules", "unique-hostname", "unique-machine-id", "reachability",
+    "os",
+    "systemd",
+    "cpu",
+    "memory",
+    "swap",
+    "ip-forward",
+    "commands",
+    "ports",
+    "clock",
+    "cgroups",
+    "kernel-modules",
+    "unique-hostname",
+    "unique-machine-id",
+    "reachability",
 ];
 
 const REQUIRED_COMMANDS: &[&str] = &[
-    "ip", "iptables", "mount", "umount", "nsenter", "sha256sum", "systemctl", "sh", "stat",
-    "mktemp", "findmnt",
+    "ip",
+    "iptables",
+    "mount",
+    "umount",
+    "nsenter",
+    "sha256sum",
+    "systemctl",
+    "sh",
+    "stat",
+    "mktemp",
+    "findmnt",
 ];
 
 /// Ports each role listens on, with the process expected to hold them on a re-run.
@@ -60,7 +81,11 @@ pub async fn host_checks(node: &Node, peers: &[String]) -> anyhow::Result<Vec<Ch
     let f = &node.facts;
     let mut out = Vec::new();
     out.push(match f.family {
-        Some(fam) => check("os", Verdict::Pass, format!("{} ({})", f.os.pretty_name, fam.as_str())),
+        Some(fam) => check(
+            "os",
+            Verdict::Pass,
+            format!("{} ({})", f.os.pretty_name, fam.as_str()),
+        ),
         None => check(
             "os",
             Verdict::Fail,
@@ -70,27 +95,58 @@ pub async fn host_checks(node: &Node, peers: &[String]) -> anyhow::Result<Vec<Ch
     out.push(if f.init_system == "systemd" {
         check("systemd", Verdict::Pass, "systemd is PID 1")
     } else {
-        check("systemd", Verdict::Fail, format!("PID 1 is {:?}, director-boot installs systemd units", f.init_system))
+        check(
+            "systemd",
+            Verdict::Fail,
+            format!(
+                "PID 1 is {:?}, director-boot installs systemd units",
+                f.init_system
+            ),
+        )
     });
     let cp = node.host.has_role(Role::ControlPlane);
     let (min_cpu, min_mem) = if cp { (2, 1700) } else { (1, 1024) };
     out.push(if f.cpus >= min_cpu {
         check("cpu", Verdict::Pass, format!("{} CPUs", f.cpus))
     } else {
-        check("cpu", Verdict::Fail, format!("{} CPUs, this host's roles need {min_cpu}", f.cpus))
+        check(
+            "cpu",
+            Verdict::Fail,
+            format!("{} CPUs, this host's roles need {min_cpu}", f.cpus),
+        )
     });
     out.push(if f.memory_mib >= min_mem {
         check("memory", Verdict::Pass, format!("{} MiB", f.memory_mib))
     } else {
-        check("memory", Verdict::Fail, format!("{} MiB, this host's roles need {min_mem} MiB", f.memory_mib))
+        check(
+            "memory",
+            Verdict::Fail,
+            format!("{} MiB, this host's roles need {min_mem} MiB", f.memory_mib),
+        )
     });
     out.push(if f.time_offset_ms.abs() <= 30_000 {
-        check("clock", Verdict::Pass, format!("{:+} ms from this machine", f.time_offset_ms))
+        check(
+            "clock",
+            Verdict::Pass,
+            format!("{:+} ms from this machine", f.time_offset_ms),
+        )
     } else {
-        check("clock", Verdict::Fail, format!("{:+} ms from this machine (more than 30 s): enable NTP (chronyd/timesyncd)", f.time_offset_ms))
+        check(
+            "clock",
+            Verdict::Fail,
+            format!(
+                "{:+} ms from this machine (more than 30 s): enable NTP (chronyd/timesyncd)",
+                f.time_offset_ms
+            ),
+        )
     });
 
-    let ports: Vec<(u16, &str)> = node.host.roles.iter().flat_map(|r| role_ports(*r).iter().copied()).collect();
+    let ports: Vec<(u16, &str)> = node
+        .host
+        .roles
+        .iter()
+        .flat_map(|r| role_ports(*r).iter().copied())
+        .collect();
     let probe = format!(
         "echo swap=$(awk 'NR>1' /proc/swaps | wc -l); \
          echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); \
@@ -111,53 +167,107 @@ pub async fn host_checks(node: &Node, peers: &[String]) -> anyhow::Result<Vec<Ch
         }
     }
     let one = |k: &str| kv.get(k).and_then(|v| v.first().copied()).unwrap_or("");
-    let lab_swap_ok = node.host.kubelet_extra.get("failSwapOn") == Some(&serde_yaml::Value::Bool(false));
+    let lab_swap_ok =
+        node.host.kubelet_extra.get("failSwapOn") == Some(&serde_yaml::Value::Bool(false));
     out.push(match one("swap") {
         "0" => check("swap", Verdict::Pass, "no swap"),
-        _ if lab_swap_ok => check("swap", Verdict::Warn, "swap is on; kubelet failSwapOn is false in the inventory"),
-        n => check("swap", Verdict::Fail, format!("{n} swap device(s) on: run `swapoff -a` and remove swap from /etc/fstab")),
+        _ if lab_swap_ok => check(
+            "swap",
+            Verdict::Warn,
+            "swap is on; kubelet failSwapOn is false in the inventory",
+        ),
+        n => check(
+            "swap",
+            Verdict::Fail,
+            format!("{n} swap device(s) on: run `swapoff -a` and remove swap from /etc/fstab"),
+        ),
     });
     out.push(match one("fwd") {
         "1" => check("ip-forward", Verdict::Pass, "net.ipv4.ip_forward=1"),
-        _ => check("ip-forward", Verdict::Warn, "net.ipv4.ip_forward=0; node-prep sets it"),
+        _ => check(
+            "ip-forward",
+            Verdict::Warn,
+            "net.ipv4.ip_forward=0; node-prep sets it",
+        ),
     });
     let missing: Vec<&str> = kv.get("missing").cloned().unwrap_or_default();
     out.push(if missing.is_empty() {
         check("commands", Verdict::Pass, "all present")
     } else {
-        check("commands", Verdict::Fail, format!("missing: {} (install iproute2, iptables, util-linux, coreutils)", missing.join(", ")))
+        check(
+            "commands",
+            Verdict::Fail,
+            format!(
+                "missing: {} (install iproute2, iptables, util-linux, coreutils)",
+                missing.join(", ")
+            ),
+        )
     });
     out.push(if one("cg1") != "0" || one("cg2") != "0" {
-        check("cgroups", Verdict::Pass, format!("v1 mounts {}, v2 mounts {}", one("cg1"), one("cg2")))
+        check(
+            "cgroups",
+            Verdict::Pass,
+            format!("v1 mounts {}, v2 mounts {}", one("cg1"), one("cg2")),
+        )
     } else {
         check("cgroups", Verdict::Fail, "no cgroup filesystem mounted")
     });
     out.push(if one("overlayfs") != "0" && one("bridge_nf") == "1" {
-        check("kernel-modules", Verdict::Pass, "overlay and br_netfilter available")
+        check(
+            "kernel-modules",
+            Verdict::Pass,
+            "overlay and br_netfilter available",
+        )
     } else {
-        check("kernel-modules", Verdict::Warn, "overlay or br_netfilter not loaded yet; node-prep loads them")
+        check(
+            "kernel-modules",
+            Verdict::Warn,
+            "overlay or br_netfilter not loaded yet; node-prep loads them",
+        )
     });
     // A port is fine when free, or when already held by the component that belongs there.
     let listeners: Vec<&str> = kv.get("listen").cloned().unwrap_or_default();
     let mut busy = Vec::new();
     for (port, owner) in &ports {
         let suffix = format!(":{port} ");
-        if let Some(l) = listeners.iter().find(|l| l.contains(&suffix)) {
-            if !l.contains(owner) {
-                busy.push(format!("{port} ({})", l.split_once(' ').map(|x| x.1).unwrap_or("")));
-            }
+        if let Some(l) = listeners.iter().find(|l| l.contains(&suffix))
+            && !l.contains(owner)
+        {
+            busy.push(format!(
+                "{port} ({})",
+                l.split_once(' ').map(|x| x.1).unwrap_or("")
+            ));
         }
     }
     out.push(if busy.is_empty() {
-        check("ports", Verdict::Pass, format!("{} role ports free or held by their component", ports.len()))
+        check(
+            "ports",
+            Verdict::Pass,
+            format!("{} role ports free or held by their component", ports.len()),
+        )
     } else {
-        check("ports", Verdict::Fail, format!("in use by something else: {}", busy.join(", ")))
+        check(
+            "ports",
+            Verdict::Fail,
+            format!("in use by something else: {}", busy.join(", ")),
+        )
     });
     let unreach: Vec<&str> = kv.get("unreach").cloned().unwrap_or_default();
     out.push(if unreach.is_empty() {
-        check("reachability", Verdict::Pass, format!("{} peers reachable on TCP 22", peers.len()))
+        check(
+            "reachability",
+            Verdict::Pass,
+            format!("{} peers reachable on TCP 22", peers.len()),
+        )
     } else {
-        check("reachability", Verdict::Fail, format!("cannot reach {} on TCP 22 from this host", unreach.join(", ")))
+        check(
+            "reachability",
+            Verdict::Fail,
+            format!(
+                "cannot reach {} on TCP 22 from this host",
+                unreach.join(", ")
+            ),
+        )
     });
     Ok(out)
 }
@@ -173,19 +283,38 @@ pub fn cross_checks(nodes: &[&Node]) -> BTreeMap<String, Vec<Check>> {
             .collect();
         let dup_id: Vec<&str> = nodes
             .iter()
-            .filter(|m| m.name() != n.name() && !n.facts.machine_id.is_empty() && m.facts.machine_id == n.facts.machine_id)
+            .filter(|m| {
+                m.name() != n.name()
+                    && !n.facts.machine_id.is_empty()
+                    && m.facts.machine_id == n.facts.machine_id
+            })
             .map(|m| m.name())
             .collect();
         let e = out.entry(n.name().to_string()).or_default();
         e.push(if dup_host.is_empty() {
             check("unique-hostname", Verdict::Pass, n.facts.hostname.clone())
         } else {
-            check("unique-hostname", Verdict::Fail, format!("hostname {} is also used by {}", n.facts.hostname, dup_host.join(", ")))
+            check(
+                "unique-hostname",
+                Verdict::Fail,
+                format!(
+                    "hostname {} is also used by {}",
+                    n.facts.hostname,
+                    dup_host.join(", ")
+                ),
+            )
         });
         e.push(if dup_id.is_empty() {
             check("unique-machine-id", Verdict::Pass, "unique")
         } else {
-            check("unique-machine-id", Verdict::Fail, format!("/etc/machine-id equals that of {} (cloned image?): regenerate it", dup_id.join(", ")))
+            check(
+                "unique-machine-id",
+                Verdict::Fail,
+                format!(
+                    "/etc/machine-id equals that of {} (cloned image?): regenerate it",
+                    dup_id.join(", ")
+                ),
+            )
         });
     }
     out
@@ -216,7 +345,10 @@ mod tests {
 
     #[test]
     fn skipping_turns_failures_into_warnings() {
-        let mut c = vec![check("swap", Verdict::Fail, "on"), check("cpu", Verdict::Fail, "1")];
+        let mut c = vec![
+            check("swap", Verdict::Fail, "on"),
+            check("cpu", Verdict::Fail, "1"),
+        ];
         skip(&mut c, &["swap".to_string()]);
         assert_eq!(c[0].verdict, Verdict::Warn);
         assert_eq!(c[0].detail, "on (skipped)");
@@ -225,6 +357,9 @@ mod tests {
 
     #[test]
     fn rejects_unknown_skip_names() {
-        assert_eq!(unknown_skips(&["swap".into(), "bogus".into()]), vec!["bogus".to_string()]);
+        assert_eq!(
+            unknown_skips(&["swap".into(), "bogus".into()]),
+            vec!["bogus".to_string()]
+        );
     }
 }

@@ -28,14 +28,22 @@ pub fn plan(
 ) -> Result<ResetPlan, RenderError> {
     let ctx = tera_context(cluster, node);
     let mut p = ResetPlan {
-        links: vec![VXLAN_DEVICE.into(), POD_BRIDGE.into(), "cni0".into(), "kube-ipvs0".into()],
+        links: vec![
+            VXLAN_DEVICE.into(),
+            POD_BRIDGE.into(),
+            "cni0".into(),
+            "kube-ipvs0".into(),
+        ],
         ..ResetPlan::default()
     };
     for role in roles.iter().rev().filter(|x| x.applies_to(host_roles)) {
         p.units.extend(role.units.iter().cloned());
         for b in &role.binaries {
-            p.files
-                .insert(b.dest.clone().unwrap_or_else(|| format!("/usr/local/bin/{}", b.name)));
+            p.files.insert(
+                b.dest
+                    .clone()
+                    .unwrap_or_else(|| format!("/usr/local/bin/{}", b.name)),
+            );
         }
         for f in &role.pki {
             p.files.insert(r.render_str(&f.dest, &ctx)?);
@@ -80,7 +88,12 @@ mod tests {
         let s = script(&r, &p).unwrap();
         assert!(s.contains("systemctl disable --now 'etcd.service'"), "{s}");
         assert!(s.contains(r"rm -f '/etc/it'\''s'"), "{s}");
-        let check = std::process::Command::new("sh").arg("-n").arg("-c").arg(&s).status().unwrap();
+        let check = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(&s)
+            .status()
+            .unwrap();
         assert!(check.success());
     }
 }

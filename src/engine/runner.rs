@@ -20,8 +20,13 @@ use crate::progress::HostProgress;
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum HostState {
     /// Every phase that concerned it succeeded.
-    Done { last_phase: String },
-    Failed { phase: String, error: String },
+    Done {
+        last_phase: String,
+    },
+    Failed {
+        phase: String,
+        error: String,
+    },
 }
 
 pub struct Runner {
@@ -39,7 +44,13 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(dry_run: bool, limit: usize, verbose: bool, json: bool, log_dir: Option<&Path>) -> Self {
+    pub fn new(
+        dry_run: bool,
+        limit: usize,
+        verbose: bool,
+        json: bool,
+        log_dir: Option<&Path>,
+    ) -> Self {
         let (log, log_path) = match log_dir.and_then(|d| open_log(d).ok()) {
             Some((f, p)) => (Some(f), Some(p)),
             None => (None, None),
@@ -67,15 +78,23 @@ impl Runner {
     }
 
     pub fn log(&self, line: &str) {
-        if let Ok(mut guard) = self.log.lock() {
-            if let Some(f) = guard.as_mut() {
-                let _ = writeln!(f, "{} {line}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"));
-            }
+        if let Ok(mut guard) = self.log.lock()
+            && let Some(f) = guard.as_mut()
+        {
+            let _ = writeln!(
+                f,
+                "{} {line}",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            );
         }
     }
 
     pub fn failed(&self, host: &str) -> bool {
         matches!(self.states.get(host), Some(HostState::Failed { .. }))
+    }
+
+    pub fn failed_any(&self, hosts: &[String]) -> bool {
+        hosts.iter().any(|h| self.failed(h))
     }
 
     pub fn fail(&mut self, host: &str, phase: &str, error: String) {
@@ -94,7 +113,10 @@ impl Runner {
         F: Fn(&'n Node) -> Fut,
         Fut: Future<Output = anyhow::Result<Vec<String>>>,
     {
-        let active: Vec<&Node> = nodes.into_iter().filter(|n| !self.failed(n.name())).collect();
+        let active: Vec<&Node> = nodes
+            .into_iter()
+            .filter(|n| !self.failed(n.name()))
+            .collect();
         if active.is_empty() {
             return;
         }
@@ -134,7 +156,8 @@ impl Runner {
                         } else {
                             self.log(&format!("  {} {c}", r.host));
                         }
-                        self.changes.push((phase.to_string(), r.host.clone(), c.clone()));
+                        self.changes
+                            .push((phase.to_string(), r.host.clone(), c.clone()));
                     }
                     self.states.insert(
                         r.host,
@@ -145,7 +168,10 @@ impl Runner {
                 }
                 Err(e) => {
                     let msg = format!("{e:#}");
-                    self.say(&format!("  {:<14} FAILED in {phase}: {msg} ({secs:.1} s)", r.host));
+                    self.say(&format!(
+                        "  {:<14} FAILED in {phase}: {msg} ({secs:.1} s)",
+                        r.host
+                    ));
                     self.fail(&r.host, phase, msg);
                 }
             }
@@ -180,8 +206,12 @@ impl Runner {
                 self.say("host states:");
                 for h in hosts {
                     let line = match self.states.get(h) {
-                        Some(HostState::Done { last_phase }) => format!("done through {last_phase}"),
-                        Some(HostState::Failed { phase, error }) => format!("FAILED in {phase}: {error}"),
+                        Some(HostState::Done { last_phase }) => {
+                            format!("done through {last_phase}")
+                        }
+                        Some(HostState::Failed { phase, error }) => {
+                            format!("FAILED in {phase}: {error}")
+                        }
                         None => "not reached".to_string(),
                     };
                     self.say(&format!("  {h:<14} {line}"));
@@ -202,7 +232,13 @@ impl Runner {
 
 fn open_log(dir: &Path) -> std::io::Result<(File, PathBuf)> {
     crate::paths::ensure_private_dir(dir)?;
-    let path = dir.join(format!("{}.log", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
-    let f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let path = dir.join(format!(
+        "{}.log",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
     Ok((f, path))
 }

@@ -33,10 +33,11 @@ pub fn allocate(
     })?;
     let mut out: BTreeMap<String, IpNet> = BTreeMap::new();
     for h in hosts {
-        if let Some(net) = previous.get(h) {
-            if net.prefix_len() == prefix && pod_cidr.contains(net) {
-                out.insert(h.clone(), *net);
-            }
+        if let Some(net) = previous.get(h)
+            && net.prefix_len() == prefix
+            && pod_cidr.contains(net)
+        {
+            out.insert(h.clone(), *net);
         }
     }
     let taken: std::collections::BTreeSet<IpNet> = out.values().copied().collect();

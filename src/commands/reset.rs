@@ -1,0 +1,107 @@
+//! `director-boot reset`: remove everything init installed, on every reachable host.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::connect::{load_inventory, peer_of, ssh_config};
+use crate::cli::SshArgs;
+use crate::engine::context;
+use crate::engine::render::{self, Renderer};
+use crate::engine::reset;
+use crate::engine::runner::Runner;
+use crate::engine::subnets;
+use crate::fanout;
+use crate::node::Node;
+use crate::paths::Paths;
+
+pub async fn run(
+    paths: &Paths,
+    inventory: &Path,
+    yes: bool,
+    forget: bool,
+    args: &SshArgs,
+    json: bool,
+    verbose: bool,
+) -> anyhow::Result<ExitCode> {
+    let inv = load_inventory(inventory)?;
+    if !yes {
+        anyhow::bail!(
+            "reset deletes the cluster {} on {} hosts (etcd data included); re-run with --yes to confirm",
+            inv.cluster_name,
+            inv.hosts.len()
+        );
+    }
+    let cfg = ssh_config(paths, &inv, args)?;
+    let cluster_dir = paths.cluster_dir(&inv.cluster_name);
+    let renderer = Renderer::new()?;
+    let roles = render::roles()?;
+    let mut runner = Runner::new(
+        false,
+        args.concurrency as usize,
+        verbose,
+        json,
+        Some(&cluster_dir.join("logs")),
+    );
+    let hosts: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    // Subnets only feed path templates here; any consistent assignment will do.
+    let recorded: BTreeMap<String, ipnet::IpNet> =
+        std::fs::read_to_string(cluster_dir.join("subnets.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+    let subnets = subnets::allocate(
+        &recorded,
+        &hosts,
+        inv.network.pod_cidr,
+        inv.network.node_prefix,
+    )?;
+    let cluster = context::cluster(&inv, &subnets, "", BTreeMap::new())?;
+
+    runner.say(&format!("[connect] {} hosts", inv.hosts.len()));
+    let items: Vec<_> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.clone(), peer_of(&inv, h)))
+        .collect();
+    let opened = fanout::for_each(
+        items,
+        runner.limit,
+        |(h, _)| h.name.clone(),
+        |(h, peer)| {
+            let cfg = cfg.clone();
+            async move { Ok(Node::open(&h, &peer, &cfg, false).await?) }
+        },
+    )
+    .await;
+    let mut nodes = Vec::new();
+    for r in opened {
+        match r.result {
+            Ok(n) => nodes.push(n),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                runner.say(&format!("  {:<14} FAILED in connect: {msg}", r.host));
+                runner.fail(&r.host, "connect", msg);
+            }
+        }
+    }
+    let (renderer_ref, roles_ref, cluster_ref, inv_ref) = (&renderer, &roles, &cluster, &inv);
+    runner
+        .phase("reset", nodes.iter().collect(), |n| async move {
+            let nc = context::node(inv_ref, cluster_ref, &n.host, &n.facts)?;
+            let plan = reset::plan(renderer_ref, roles_ref, cluster_ref, &nc, &n.host.roles)?;
+            let script = reset::script(renderer_ref, &plan)?;
+            let out = n
+                .sudo_ok(&format!(
+                    "sh -s <<'DIRECTOR_BOOT_EOF'\n{script}DIRECTOR_BOOT_EOF\n"
+                ))
+                .await?;
+            Ok(out.stdout.lines().map(str::to_string).collect())
+        })
+        .await;
+    if forget && !runner.failed_any(&hosts) && cluster_dir.exists() {
+        std::fs::remove_dir_all(&cluster_dir)?;
+        runner.say(&format!("removed local state {}", cluster_dir.display()));
+    }
+    Ok(runner.finish("reset", &hosts))
+}
