@@ -3,7 +3,13 @@
 //! CONTRACT: `load(path)` returns a fully resolved `Inventory` (model.rs) or every problem found,
 //! each naming file, line/column where known, the field, and what would be valid.
 
+mod decode;
+mod local_files;
 mod model;
+mod problems;
+mod raw;
+mod tree;
+mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -58,13 +64,52 @@ impl fmt::Display for InventoryError {
 
 /// Read, parse, resolve and validate an inventory file.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    Err(InventoryError {
-        problems: vec![Problem {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            field: "(file)".into(),
-            message: "inventory loading is not built yet".into(),
-        }],
-    })
+    let text = std::fs::read(path).map_err(|e| InventoryError {
+        problems: vec![problems::make(
+            path,
+            None,
+            "(file)".into(),
+            format!("cannot read the inventory: {e}"),
+        )],
+    })?;
+    match String::from_utf8(text) {
+        Ok(text) => load_str(&text, path),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            Err(InventoryError {
+                problems: vec![problems::make(
+                    path,
+                    None,
+                    "(file)".into(),
+                    format!("not UTF-8 text (invalid byte at offset {at}): save it as UTF-8"),
+                )],
+            })
+        }
+    }
+}
+
+/// `load` for text already in memory; `path` names it in messages and anchors relative paths.
+pub fn load_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    load_with(text, path, &validate::Dirs::for_file(path))
+}
+
+fn load_with(text: &str, path: &Path, dirs: &validate::Dirs) -> Result<Inventory, InventoryError> {
+    let mut p = problems::Problems::new(path);
+    match tree::parse(text) {
+        Err(e) => p.add(Some(e.mark()), "(file)", e.to_string()),
+        Ok(None) => p.add(
+            None,
+            "(file)",
+            "the file holds no inventory: it needs at least `cluster` and `hosts`",
+        ),
+        Ok(Some(root)) => {
+            if let Some(raw) = decode::decode(&root, &mut p)
+                && let Some(inv) = validate::check(&raw, path, dirs, &mut p)
+                && p.list.is_empty()
+            {
+                return Ok(inv);
+            }
+        }
+    }
+    Err(InventoryError { problems: p.list })
 }
