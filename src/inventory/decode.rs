@@ -545,6 +545,7 @@ fn roles(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<Vec<Spann
         return None;
     }
     let mut roles: Vec<Spanned<Role>> = Vec::new();
+    let mut all_valid = true;
     for (i, item) in items.iter().enumerate() {
         let item_field = format!("{field}[{i}]");
         let role = match &item.kind {
@@ -566,10 +567,15 @@ fn roles(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<Vec<Spann
                 item_field,
                 format!("`{role}` is listed twice: keep one"),
             ),
-            Some(role) => roles.push(spanned(role, item)),
+            Some(role) => {
+                roles.push(spanned(role, item));
+                continue;
+            }
         }
+        all_valid = false;
     }
-    Some(spanned(roles, node))
+    // A host with a misspelt role would make "no control-plane host" checks misleading.
+    all_valid.then(|| spanned(roles, node))
 }
 
 fn extra(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<serde_yaml::Mapping>> {

@@ -4,7 +4,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// The directory relative paths in `inventory_file` are taken from, made absolute so the
 /// resolved paths do not depend on where director-boot later runs from.
@@ -32,7 +32,12 @@ pub fn expand(text: &str, base: &Path, home: Option<&Path>) -> Result<PathBuf, S
             home.ok_or("`~` cannot be expanded: no home directory is known; write the full path")?;
         return Ok(home.join(rest));
     }
-    Ok(base.join(text))
+    // Drop `.` components so messages show `/inv/key`, not `/inv/./key`.
+    Ok(base
+        .join(text)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect())
 }
 
 /// Why ssh could not use `path` as a private key, if it could not.
@@ -111,6 +116,10 @@ mod tests {
             PathBuf::from("/inv/keys/id")
         );
         assert_eq!(expand("/k", base, Some(home)).unwrap(), PathBuf::from("/k"));
+        assert_eq!(
+            expand("./keys/./id", base, Some(home)).unwrap(),
+            PathBuf::from("/inv/keys/id")
+        );
         assert_eq!(
             expand("~bob/id", base, Some(home)).unwrap_err(),
             "`~bob/id`: only `~/` (your own home) is expanded; write the full path"

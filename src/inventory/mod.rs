@@ -8,6 +8,8 @@ mod local_files;
 mod model;
 mod problems;
 mod raw;
+#[cfg(test)]
+mod tests;
 mod tree;
 mod validate;
 
@@ -111,5 +113,7 @@ fn load_with(text: &str, path: &Path, dirs: &validate::Dirs) -> Result<Inventory
             }
         }
     }
+    // Checks run section by section; a reader goes through the file top to bottom.
+    p.list.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
     Err(InventoryError { problems: p.list })
 }

@@ -202,8 +202,12 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
         );
     }
 
-    let node_field = "network.node_prefix";
-    let node_at = node_mark.or(pod_mark);
+    // Point at whichever of the two the user wrote; the message names both.
+    let (node_at, node_field) = match (node_mark, pod_mark) {
+        (Some(m), _) => (Some(m), "network.node_prefix"),
+        (None, Some(m)) => (Some(m), "network.pod_cidr"),
+        (None, None) => (None, "network.node_prefix"),
+    };
     let max = pod.max_prefix_len();
     if node_prefix <= pod.prefix_len() {
         p.add(
