@@ -352,7 +352,7 @@ fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
     valid
         .iter()
         .map(|v| (edit_distance(name, v), *v))
-        .filter(|(d, v)| *d <= 2.max(v.len() / 4))
+        .filter(|(d, v)| *d <= 1.max(v.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
 }

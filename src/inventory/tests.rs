@@ -527,3 +527,720 @@ hosts:
         "inv.yaml:3:13: network.pod_cidr: pod_cidr 10.244.0.0/23 holds 2 node subnets of /24, but there are 3 hosts: use a shorter node_prefix or a larger pod_cidr"
     ]
 );
+
+bad!(
+    node_prefix_leaves_too_few_pod_addresses,
+    r"
+cluster: {name: c1}
+network:
+  node_prefix: 31
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:3:16: network.node_prefix: /31 leaves each node fewer than 4 pod addresses: use at most /30"
+    ]
+);
+
+bad!(
+    node_prefix_too_far_from_pod_prefix,
+    r"
+cluster: {name: c1}
+network:
+  pod_cidr: 10.0.0.0/8
+  service_cidr: 172.16.0.0/16
+  node_prefix: 26
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:5:16: network.node_prefix: /26 splits pod_cidr 10.0.0.0/8 into more than 2^16 node subnets, which kube-controller-manager refuses: use at most /24"
+    ]
+);
+
+bad!(
+    vni_out_of_range,
+    r"
+cluster: {name: c1}
+network:
+  overlay: {vni: 16777216}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:3:18: network.overlay.vni: expected a VXLAN network identifier in 1..=16777215, found `16777216`"
+    ]
+);
+
+bad!(
+    mtu_out_of_range_and_not_auto,
+    r"
+cluster: {name: c1}
+network:
+  overlay:
+    mtu: 9001
+    port: 0
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:4:10: network.overlay.mtu: expected `auto` or an MTU in 576..=9000, found `9001`",
+        "inv.yaml:5:11: network.overlay.port: expected a port number in 1..=65535, found `0`",
+    ]
+);
+
+bad!(
+    mtu_word,
+    r"
+cluster: {name: c1}
+network:
+  overlay: {mtu: jumbo}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    ["inv.yaml:3:18: network.overlay.mtu: expected `auto` or an MTU in 576..=9000, found `jumbo`"]
+);
+
+bad!(
+    connect_timeout_out_of_range,
+    r"
+cluster: {name: c1}
+ssh:
+  connect_timeout: 301
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    ["inv.yaml:3:20: ssh.connect_timeout: expected a number of seconds in 1..=300, found `301`"]
+);
+
+bad!(
+    connect_timeout_negative,
+    r"
+cluster: {name: c1}
+ssh: {connect_timeout: -5}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    ["inv.yaml:2:24: ssh.connect_timeout: expected a number of seconds in 1..=300, found `-5`"]
+);
+
+bad!(
+    bastion_is_a_cluster_host,
+    r"
+cluster: {name: c1}
+ssh:
+  bastion:
+    address: 192.168.1.2
+    user: jump
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n2, address: 192.168.1.2, roles: [worker]}
+",
+    [
+        "inv.yaml:8:25: hosts[1].address: 192.168.1.2 is also ssh.bastion.address: the bastion must be a machine outside the cluster"
+    ]
+);
+
+bad!(
+    bastion_without_address,
+    r"
+cluster: {name: c1}
+ssh:
+  bastion: {port: 2222, host: jump}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:3:13: ssh.bastion.address: missing: give the bastion's IPv4 or IPv6 address",
+        "inv.yaml:3:25: ssh.bastion.host: unknown field; valid fields here: address, port, user, identity_file",
+    ]
+);
+
+bad!(
+    bastion_inside_service_cidr,
+    r"
+cluster: {name: c1}
+ssh:
+  bastion: {address: 10.96.0.10}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:3:22: ssh.bastion.address: 10.96.0.10 is inside network.service_cidr 10.96.0.0/12: hosts must be outside the pod and service ranges; change the address or network.service_cidr"
+    ]
+);
+
+bad!(
+    sudo_not_auto_true_or_false,
+    r"
+cluster: {name: c1}
+defaults: {sudo: yes}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], sudo: 1}
+",
+    [
+        "inv.yaml:2:18: defaults.sudo: expected `auto`, `true` or `false`, found `yes`",
+        "inv.yaml:4:74: hosts[0].sudo: expected `auto`, `true` or `false`, found `1`",
+    ]
+);
+
+bad!(
+    section_of_the_wrong_type,
+    r"
+cluster: {name: c1}
+defaults:
+  - user: root
+network: 10.244.0.0/16
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:3:3: defaults: expected a mapping with fields user, port, identity_file, sudo, kubelet_extra, containerd_extra, found a list",
+        "inv.yaml:4:10: network: expected a mapping with fields pod_cidr, service_cidr, node_prefix, overlay, found `10.244.0.0/16`",
+    ]
+);
+
+bad!(
+    extras_must_be_mappings,
+    r"
+cluster: {name: c1}
+defaults:
+  kubelet_extra: [maxPods, 200]
+  containerd_extra: 'SystemdCgroup = true'
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:3:18: defaults.kubelet_extra: expected a mapping of settings (or `{}`), found a list",
+        "inv.yaml:4:21: defaults.containerd_extra: expected a mapping of settings (or `{}`), found `SystemdCgroup = true`",
+    ]
+);
+
+bad!(
+    extras_key_given_twice,
+    r"
+cluster: {name: c1}
+defaults:
+  kubelet_extra:
+    maxPods: 200
+    maxPods: 300
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    ["inv.yaml:5:5: defaults.kubelet_extra.maxPods: given twice: keep one"]
+);
+
+bad!(
+    user_that_looks_like_an_option,
+    r"
+cluster: {name: c1}
+defaults: {user: -oProxyCommand=sh}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], user: 'a b'}
+",
+    [
+        "inv.yaml:2:18: defaults.user: `-oProxyCommand=sh` is not a login name: give a user like root or ubuntu (no spaces, '@', ':' or leading '-')",
+        "inv.yaml:4:74: hosts[0].user: `a b` is not a login name: give a user like root or ubuntu (no spaces, '@', ':' or leading '-')",
+    ]
+);
+
+bad!(
+    identity_file_missing,
+    r"
+cluster: {name: c1}
+defaults: {identity_file: keys/id_ed25519}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], identity_file: ~/.ssh/nope}
+",
+    [
+        "inv.yaml:2:27: defaults.identity_file: cannot read /inv/keys/id_ed25519: no such file: give a readable private key, or remove identity_file to use the ssh-agent",
+        "inv.yaml:4:83: hosts[0].identity_file: cannot read /home/ops/.ssh/nope: no such file: give a readable private key, or remove identity_file to use the ssh-agent",
+    ]
+);
+
+bad!(
+    identity_file_of_another_user,
+    r"
+cluster: {name: c1}
+defaults: {identity_file: ~admin/.ssh/id_rsa}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:2:27: defaults.identity_file: `~admin/.ssh/id_rsa`: only `~/` (your own home) is expanded; write the full path"
+    ]
+);
+
+bad!(
+    everything_wrong_at_once_in_file_order,
+    r"
+cluster: {name: c1}
+network:
+  pod_cidr: 10.244.0.0/16
+  service_cidr: 10.244.0.0/20
+  overlay: {vni: 0}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], port: 0}
+  - {name: n1, address: 192.168.1.2, roles: [etcd]}
+  - {name: N3, address: 10.244.9.9, roles: [worker, etc]}
+",
+    [
+        "inv.yaml:4:17: network.service_cidr: pod_cidr 10.244.0.0/16 and service_cidr 10.244.0.0/20 overlap: give ranges that do not",
+        "inv.yaml:5:18: network.overlay.vni: expected a VXLAN network identifier in 1..=16777215, found `0`",
+        "inv.yaml:7:74: hosts[0].port: expected a port number in 1..=65535, found `0`",
+        "inv.yaml:8:12: hosts[1].name: `n1` is already the name of hosts[0]: host names must be unique",
+        "inv.yaml:9:12: hosts[2].name: `N3` is not a DNS label: use only lowercase letters, digits and '-'",
+        "inv.yaml:9:25: hosts[2].address: 10.244.9.9 is inside network.pod_cidr 10.244.0.0/16: hosts must be outside the pod and service ranges; change the address or network.pod_cidr",
+        "inv.yaml:9:25: hosts[2].address: 10.244.9.9 is inside network.service_cidr 10.244.0.0/20: hosts must be outside the pod and service ranges; change the address or network.service_cidr",
+        "inv.yaml:9:53: hosts[2].roles[1]: unknown role `etc`: valid roles are etcd, control-plane, worker",
+    ]
+);
+
+/// Messages about key files name real paths, so these use a real directory.
+mod key_files {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn dirs_in(dir: &Path) -> Dirs {
+        Dirs {
+            base: dir.to_path_buf(),
+            home: Some(dir.join("home")),
+        }
+    }
+
+    fn key(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    fn problems_in(dir: &Path, text: &str) -> Vec<String> {
+        match load_with(yaml(text), Path::new(FILE), &dirs_in(dir)) {
+            Ok(inv) => panic!("expected problems, but it loaded: {inv:#?}"),
+            Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn key_readable_by_others_must_be_chmod_600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key(dir.path(), "id_open", 0o644);
+        let shown = path.display();
+        assert_eq!(
+            problems_in(
+                dir.path(),
+                r"
+cluster: {name: c1}
+defaults: {identity_file: id_open}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+"
+            ),
+            [format!(
+                "inv.yaml:2:27: defaults.identity_file: {shown} can be read by group or others (mode 644) and ssh refuses such keys: run `chmod 600 {shown}`"
+            )]
+        );
+    }
+
+    #[test]
+    fn key_that_is_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("keys")).unwrap();
+        let shown = dir.path().join("keys");
+        assert_eq!(
+            problems_in(
+                dir.path(),
+                r"
+cluster: {name: c1}
+ssh:
+  bastion: {address: 203.0.113.10, identity_file: ./keys}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+"
+            ),
+            [format!(
+                "inv.yaml:3:51: ssh.bastion.identity_file: {} is a directory: give the private key file itself",
+                shown.display()
+            )]
+        );
+    }
+
+    #[test]
+    fn known_hosts_that_is_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            problems_in(
+                dir.path(),
+                r"
+cluster: {name: c1}
+ssh: {known_hosts: .}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+"
+            ),
+            [format!(
+                "inv.yaml:2:20: ssh.known_hosts: {} is a directory: give a file path (it is created if missing)",
+                dir.path().display()
+            )]
+        );
+    }
+
+    #[test]
+    fn unreadable_key_when_not_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key(dir.path(), "id_locked", 0o000);
+        // root reads anything, so the check can only be seen failing as another user.
+        if fs::File::open(&path).is_ok() {
+            return;
+        }
+        assert_eq!(
+            problems_in(
+                dir.path(),
+                r"
+cluster: {name: c1}
+defaults: {identity_file: id_locked}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+"
+            ),
+            [format!(
+                "inv.yaml:2:27: defaults.identity_file: cannot read {}: permission denied: run director-boot as the key's owner, or fix its ownership",
+                path.display()
+            )]
+        );
+    }
+
+    #[test]
+    fn keys_resolve_relative_to_the_file_and_home() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        let shared = key(dir.path(), "cluster_key", 0o600);
+        let own = key(&dir.path().join("home/.ssh"), "id_ed25519", 0o400);
+        let inv = good_in(
+            r"
+cluster: {name: c1}
+defaults: {identity_file: ./cluster_key, user: ops}
+ssh:
+  bastion: {address: 203.0.113.10, user: jump}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n2, address: 192.168.1.2, roles: [worker], identity_file: ~/.ssh/id_ed25519}
+  - {name: n3, address: 192.168.1.3, roles: [worker], identity_file: null}
+",
+            &dirs_in(dir.path()),
+        );
+        let keys: Vec<_> = inv
+            .hosts
+            .iter()
+            .map(|h| h.ssh.identity_file.clone())
+            .collect();
+        assert_eq!(keys, [Some(shared.clone()), Some(own), None]);
+        let bastion = inv.ssh.bastion.unwrap();
+        assert_eq!(bastion.identity_file, Some(shared));
+        assert_eq!(bastion.user, "jump");
+        assert_eq!(bastion.port, 22);
+    }
+}
+
+#[test]
+fn defaults_fill_everything_left_out() {
+    let inv = good(
+        r"
+cluster: {name: c1}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+",
+    );
+    assert_eq!(inv.path, PathBuf::from(FILE));
+    assert_eq!(inv.cluster_name, "c1");
+    assert!(inv.warnings.is_empty());
+    assert_eq!(
+        inv.ssh,
+        SshSettings {
+            known_hosts: None,
+            bastion: None,
+            connect_timeout_secs: 10,
+        }
+    );
+    assert_eq!(
+        inv.network,
+        Network {
+            pod_cidr: "10.244.0.0/16".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".parse().unwrap(),
+            node_prefix: 24,
+            overlay: Overlay {
+                vni: 42,
+                port: 4789,
+                mtu: None,
+            },
+        }
+    );
+    assert_eq!(
+        inv.hosts,
+        [Host {
+            name: "n1".into(),
+            ssh: SshEndpoint {
+                address: "192.168.1.1".parse().unwrap(),
+                port: 22,
+                user: "root".into(),
+                identity_file: None,
+            },
+            sudo: false,
+            roles: Role::ALL.into_iter().collect(),
+            kubelet_extra: serde_yaml::Mapping::new(),
+            containerd_extra: serde_yaml::Mapping::new(),
+        }]
+    );
+}
+
+#[test]
+fn host_settings_override_defaults_and_sudo_follows_the_user() {
+    let inv = good(
+        r"
+cluster: {name: c1}
+defaults:
+  user: ubuntu
+  port: 2222
+  kubelet_extra: {maxPods: 110, evictionHard: {memory.available: 500Mi, nodefs.available: 10%}}
+  containerd_extra: {version: 2}
+ssh:
+  known_hosts: state/known_hosts
+  connect_timeout: 30
+network:
+  pod_cidr: 172.20.0.0/16
+  service_cidr: 172.21.0.0/16
+  node_prefix: 26
+  overlay: {vni: 7, port: 8472, mtu: 1450}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - name: n2
+    address: 192.168.1.2
+    roles: [worker]
+    user: root
+    port: 22
+    kubelet_extra: {evictionHard: {memory.available: 1Gi}, maxPods: 250}
+  - {name: n3, address: 192.168.1.3, roles: [worker], sudo: false}
+  - {name: n4, address: 192.168.1.4, roles: [worker], user: root, sudo: true}
+",
+    );
+    assert_eq!(
+        inv.ssh.known_hosts,
+        Some(PathBuf::from("/inv/state/known_hosts"))
+    );
+    assert_eq!(inv.ssh.connect_timeout_secs, 30);
+    assert_eq!(inv.network.node_prefix, 26);
+    assert_eq!(
+        inv.network.overlay,
+        Overlay {
+            vni: 7,
+            port: 8472,
+            mtu: Some(1450),
+        }
+    );
+    let summary: Vec<_> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.ssh.user.as_str(), h.ssh.port, h.sudo))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("n1", "ubuntu", 2222, true),
+            ("n2", "root", 22, false),
+            ("n3", "ubuntu", 2222, false),
+            ("n4", "root", 2222, true),
+        ]
+    );
+    let mapping = |text: &str| -> serde_yaml::Mapping { serde_yaml::from_str(text).unwrap() };
+    assert_eq!(
+        inv.hosts[0].kubelet_extra,
+        mapping("{maxPods: 110, evictionHard: {memory.available: 500Mi, nodefs.available: 10%}}")
+    );
+    // A host's extras are merged into the defaults' key by key, nested mappings too.
+    assert_eq!(
+        inv.hosts[1].kubelet_extra,
+        mapping("{maxPods: 250, evictionHard: {memory.available: 1Gi, nodefs.available: 10%}}")
+    );
+    assert_eq!(inv.hosts[1].containerd_extra, mapping("{version: 2}"));
+    assert_eq!(inv.hosts_with(Role::Worker).count(), 3);
+}
+
+#[test]
+fn same_address_with_different_ports_is_allowed() {
+    let inv = good(
+        r"
+cluster: {name: lab}
+hosts:
+  - {name: n1, address: 127.0.0.1, port: 2201, roles: [etcd, control-plane]}
+  - {name: n2, address: 127.0.0.1, port: 2202, roles: [worker]}
+",
+    );
+    assert_eq!(inv.hosts.len(), 2);
+}
+
+#[test]
+fn ipv6_single_stack_cluster_loads() {
+    let inv = good(
+        r"
+cluster: {name: v6}
+network: {pod_cidr: 'fd00:10:244::/56', service_cidr: 'fd00:10:96::/112', node_prefix: 64}
+hosts:
+  - {name: n1, address: '2001:db8::11', roles: [etcd, control-plane, worker]}
+",
+    );
+    assert_eq!(inv.network.node_prefix, 64);
+    assert!(inv.hosts[0].ssh.address.is_ipv6());
+}
+
+#[test]
+fn even_etcd_count_is_a_warning_not_an_error() {
+    let inv = good(
+        r"
+cluster: {name: c1}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n2, address: 192.168.1.2, roles: [etcd, worker]}
+",
+    );
+    assert_eq!(
+        inv.warnings,
+        [
+            "inv.yaml:3:3: hosts: 2 etcd hosts survive no more failures than 1: an odd count (1, 3, 5) is better"
+        ]
+    );
+}
+
+#[test]
+fn anchors_and_aliases_are_understood() {
+    let inv = good(
+        r"
+cluster: {name: c1}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: &all [etcd, control-plane, worker]}
+  - {name: n2, address: 192.168.1.2, roles: *all}
+  - {name: n3, address: 192.168.1.3, roles: *all}
+",
+    );
+    assert_eq!(inv.hosts_with(Role::Etcd).count(), 3);
+}
+
+/// The sample uses the ssh-agent (`identity_file: null`), so it loads on any machine as is.
+#[test]
+fn sample_inventory_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/sample.yaml");
+    let inv = match load(&path) {
+        Ok(inv) => inv,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(inv.cluster_name, "prod-bigdata");
+    assert!(inv.warnings.is_empty());
+    let names: Vec<_> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["node1", "node2", "node3"]);
+    assert_eq!(inv.hosts_with(Role::Etcd).count(), 3);
+    let node3 = &inv.hosts[2];
+    assert_eq!((node3.ssh.user.as_str(), node3.sudo), ("ubuntu", true));
+    assert!(inv.hosts.iter().all(|h| h.ssh.identity_file.is_none()));
+}
+
+/// Every line of the sample that sets a field explains it.
+#[test]
+fn sample_inventory_comments_every_field() {
+    let text = include_str!("../../inventory/sample.yaml");
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split('#').next().unwrap_or("").trim();
+        if !code.is_empty() {
+            assert!(line.contains('#'), "line {} has no comment: {line}", i + 1);
+        }
+    }
+}
+
+#[test]
+fn missing_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("none.yaml");
+    let err = load(&path).unwrap_err();
+    assert_eq!(
+        err.problems[0].to_string(),
+        format!(
+            "{}: (file): cannot read the inventory: No such file or directory (os error 2)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn non_utf8_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.yaml");
+    std::fs::write(&path, b"cluster: {name: caf\xe9}\n").unwrap();
+    let err = load(&path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the inventory has 1 problem:\n  {}: (file): not UTF-8 text (invalid byte at offset 19): save it as UTF-8\n",
+            path.display()
+        )
+    );
+}
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../inventory/sample.yaml");
+
+    /// Apply `edits` (position, kind, text) to the sample's characters.
+    fn mutate(edits: &[(usize, u8, String)]) -> String {
+        let mut chars: Vec<char> = SAMPLE.chars().collect();
+        for (pos, kind, text) in edits {
+            let at = pos % (chars.len() + 1);
+            match kind % 4 {
+                0 => {
+                    let end = (at + text.len()).min(chars.len());
+                    chars.drain(at..end);
+                }
+                1 => {
+                    chars.splice(at..at, text.chars());
+                }
+                2 => {
+                    // Duplicate a line-sized chunk: repeated keys, hosts and sections.
+                    let end = (at + 80).min(chars.len());
+                    let chunk: Vec<char> = chars[at..end].to_vec();
+                    chars.splice(at..at, chunk);
+                }
+                _ => {
+                    let end = (at + text.chars().count()).min(chars.len());
+                    chars.splice(at..end, text.chars());
+                }
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    fn never_panics(text: &str) {
+        let _ = load_with(text, Path::new(FILE), &fake_dirs());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_text(text in any::<String>()) {
+            never_panics(&text);
+        }
+
+        #[test]
+        fn yaml_looking_text(text in r"([a-z_]{1,8}: ?|- |\{|\}|\[|\]|, |'|&a |\*a|~|[0-9./:]{1,12}|\n {0,6}|#|---\n){0,40}") {
+            never_panics(&text);
+        }
+
+        #[test]
+        fn mutated_sample(edits in prop::collection::vec((any::<usize>(), any::<u8>(), r"[ -~\n\t]{0,12}"), 1..6)) {
+            never_panics(&mutate(&edits));
+        }
+    }
+}
