@@ -194,6 +194,13 @@ fn hosts(node: &Node, p: &mut Problems) -> Option<Spanned<Vec<RawHost>>> {
         );
         return None;
     };
+    if items.is_empty() {
+        p.add(
+            Some(node.mark),
+            "hosts",
+            "the list is empty: add at least one host with roles [etcd, control-plane, worker]",
+        );
+    }
     let mut fields: Vec<&str> = HOST_OWN_FIELDS.to_vec();
     fields.extend(RawHostSettings::FIELDS);
     let hosts = items
@@ -214,6 +221,7 @@ fn hosts(node: &Node, p: &mut Problems) -> Option<Spanned<Vec<RawHost>>> {
             }
             let f = Fields::read(item, &path, &fields, p)?;
             Some(RawHost {
+                index: i,
                 mark: item.mark,
                 name: f
                     .required("name", "give the host a name (a DNS label like node1)", p)

@@ -2,6 +2,11 @@
 //!
 //! CONTRACT: `load(path)` returns a fully resolved `Inventory` (model.rs) or every problem found,
 //! each naming file, line/column where known, the field, and what would be valid.
+//!
+//! The pipeline: `tree` (yaml-rust2 events -> nodes with line/column) -> `decode` (the schema:
+//! unknown/missing/ill-typed fields -> `raw` types carrying their positions) -> `validate`
+//! (cross-field checks, key files via `local_files`, defaults and overrides -> `model`).
+//! Every stage keeps going after a problem, so one run reports them all.
 
 mod decode;
 mod local_files;

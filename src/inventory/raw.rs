@@ -59,6 +59,8 @@ impl RawHostSettings {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawHost {
+    /// Position in the written list (entries that are not hosts at all are left out).
+    pub index: usize,
     /// Where the host's entry starts (for "missing field" problems).
     pub mark: Mark,
     pub name: Option<Spanned<String>>,

@@ -1244,3 +1244,29 @@ mod fuzz {
         }
     }
 }
+
+bad!(
+    later_hosts_keep_their_index_after_a_broken_entry,
+    r"
+cluster: {name: c1}
+hosts:
+  - just-a-name
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.2, roles: [worker]}
+",
+    [
+        "inv.yaml:3:5: hosts[0]: expected a host (a mapping with name, address and roles), found `just-a-name`",
+        "inv.yaml:5:12: hosts[2].name: `n1` is already the name of hosts[1]: host names must be unique",
+    ]
+);
+
+bad!(
+    only_broken_hosts_is_not_an_empty_list,
+    r"
+cluster: {name: c1}
+hosts: [42]
+",
+    [
+        "inv.yaml:2:9: hosts[0]: expected a host (a mapping with name, address and roles), found `42`"
+    ]
+);

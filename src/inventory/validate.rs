@@ -81,8 +81,7 @@ pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> 
     }
     let hosts: Vec<Host> = hosts
         .iter()
-        .enumerate()
-        .filter_map(|(i, h)| host(h, i, &raw.defaults, &default_key, dirs, p))
+        .filter_map(|h| host(h, &raw.defaults, &default_key, dirs, p))
         .collect();
 
     if p.list.len() > before {
@@ -333,20 +332,16 @@ fn check_host_list(
     p: &mut Problems,
 ) {
     let hosts = &list.value;
+    // An empty list was reported by `decode`; entries that were not hosts at all, too.
     if hosts.is_empty() {
-        p.add(
-            Some(list.mark),
-            "hosts",
-            "the list is empty: add at least one host with roles [etcd, control-plane, worker]",
-        );
         return;
     }
 
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut endpoints: HashMap<(IpAddr, u16), usize> = HashMap::new();
     let service_v4 = matches!(net.service_cidr, IpNet::V4(_));
-    for (i, h) in hosts.iter().enumerate() {
-        let path = format!("hosts[{i}]");
+    for h in hosts {
+        let (i, path) = (h.index, format!("hosts[{}]", h.index));
         if let Some(name) = &h.name {
             if let Err(why) = dns_label(&name.value) {
                 p.add(
@@ -458,13 +453,12 @@ fn check_host_list(
 /// One host with `defaults` under its own settings; `None` if a required field is missing.
 fn host(
     h: &RawHost,
-    i: usize,
     defaults: &RawHostSettings,
     default_key: &Option<Option<PathBuf>>,
     dirs: &Dirs,
     p: &mut Problems,
 ) -> Option<Host> {
-    let path = format!("hosts[{i}]");
+    let path = format!("hosts[{}]", h.index);
     let key = key_file(
         &h.settings.identity_file,
         &join(&path, "identity_file"),
