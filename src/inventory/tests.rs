@@ -1270,3 +1270,51 @@ hosts: [42]
         "inv.yaml:2:9: hosts[0]: expected a host (a mapping with name, address and roles), found `42`"
     ]
 );
+
+bad!(
+    service_cidr_too_large,
+    r"
+cluster: {name: c1}
+network:
+  service_cidr: 10.0.0.0/8
+  pod_cidr: 172.16.0.0/16
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:3:17: network.service_cidr: 10.0.0.0/8 has 16777216 addresses: kube-apiserver needs a service range of /12 to /28"
+    ]
+);
+
+bad!(
+    service_cidr_too_small_v6,
+    r"
+cluster: {name: c1}
+network:
+  pod_cidr: 'fd00:10:244::/56'
+  service_cidr: 'fd00:10:96::/126'
+  node_prefix: 64
+hosts:
+  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:4:17: network.service_cidr: fd00:10:96::/126 has 4 addresses: kube-apiserver needs a service range of /108 to /124"
+    ]
+);
+
+bad!(
+    ipv6_mtu_below_minimum,
+    r"
+cluster: {name: c1}
+network:
+  pod_cidr: 'fd00:10:244::/56'
+  service_cidr: 'fd00:10:96::/112'
+  node_prefix: 64
+  overlay: {mtu: 1200}
+hosts:
+  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane]}
+",
+    [
+        "inv.yaml:6:18: network.overlay.mtu: 1200 is below IPv6's minimum MTU: with an IPv6 pod_cidr use auto or 1280..=9000"
+    ]
+);

@@ -22,6 +22,12 @@ pub const DEFAULT_NODE_PREFIX: u8 = 24;
 pub const DEFAULT_VNI: u32 = 42;
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
 
+/// kube-apiserver refuses service ranges larger than this many host bits.
+const MAX_SERVICE_BITS: u8 = 20;
+/// Room for the API server's and the DNS service's fixed addresses and a few more.
+const MIN_SERVICE_BITS: u8 = 4;
+const IPV6_MIN_MTU: u32 = 1280;
+
 /// kube-controller-manager refuses to split the pod CIDR into more than 2^16 node subnets.
 const MAX_NODE_PREFIX_GAP: u8 = 16;
 
@@ -249,7 +255,39 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
         }
     }
 
+    // kube-apiserver allocates service IPs from a bitmap of at most 2^20 entries, and the
+    // cluster needs a few fixed ones (the API's, DNS's) at the start of the range.
+    let bits = service.max_prefix_len() - service.prefix_len();
+    if bits > MAX_SERVICE_BITS || bits < MIN_SERVICE_BITS {
+        p.add(
+            service_mark,
+            "network.service_cidr",
+            format!(
+                "{service} has {} addresses: kube-apiserver needs a service range of /{} to /{}",
+                describe_size(bits),
+                service.max_prefix_len() - MAX_SERVICE_BITS,
+                service.max_prefix_len() - MIN_SERVICE_BITS
+            ),
+        );
+    }
+
     let overlay = &raw.overlay;
+    // IPv6 itself needs links of at least 1280 bytes.
+    if let (
+        IpNet::V6(_),
+        Some(Spanned {
+            value: Some(mtu),
+            mark,
+        }),
+    ) = (pod, &overlay.mtu)
+        && *mtu < IPV6_MIN_MTU
+    {
+        p.add(
+            Some(*mark),
+            "network.overlay.mtu",
+            format!("{mtu} is below IPv6's minimum MTU: with an IPv6 pod_cidr use auto or {IPV6_MIN_MTU}..=9000"),
+        );
+    }
     Network {
         pod_cidr: pod,
         service_cidr: service,
@@ -259,6 +297,14 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
             port: or_default(&overlay.port, DEFAULT_VXLAN_PORT).0,
             mtu: or_default(&overlay.mtu, None).0,
         },
+    }
+}
+
+/// 2^bits, readable.
+fn describe_size(bits: u8) -> String {
+    match bits {
+        0..=32 => (1u64 << bits).to_string(),
+        _ => format!("2^{bits}"),
     }
 }
 
