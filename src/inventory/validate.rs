@@ -258,7 +258,7 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
     // kube-apiserver allocates service IPs from a bitmap of at most 2^20 entries, and the
     // cluster needs a few fixed ones (the API's, DNS's) at the start of the range.
     let bits = service.max_prefix_len() - service.prefix_len();
-    if bits > MAX_SERVICE_BITS || bits < MIN_SERVICE_BITS {
+    if !(MIN_SERVICE_BITS..=MAX_SERVICE_BITS).contains(&bits) {
         p.add(
             service_mark,
             "network.service_cidr",
