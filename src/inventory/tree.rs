@@ -82,6 +82,10 @@ pub enum TreeError {
     SeveralDocuments { mark: Mark },
     #[error("expands to more than {MAX_NODES} nodes (aliases?): an inventory is far smaller")]
     TooLarge { mark: Mark },
+    #[error(
+        "is indented or nested more than {MAX_INDENT} columns deep: an inventory needs far less"
+    )]
+    TooDeep { mark: Mark },
 }
 
 impl TreeError {
@@ -89,7 +93,8 @@ impl TreeError {
         match self {
             TreeError::Syntax { mark, .. }
             | TreeError::SeveralDocuments { mark }
-            | TreeError::TooLarge { mark } => *mark,
+            | TreeError::TooLarge { mark }
+            | TreeError::TooDeep { mark } => *mark,
         }
     }
 }
@@ -97,8 +102,29 @@ impl TreeError {
 /// Bounds alias expansion, which could otherwise grow exponentially ("billion laughs").
 const MAX_NODES: usize = 100_000;
 
+/// yaml-rust2 recurses once per nesting level and bounds only flow nesting (255 levels);
+/// block nesting grows only with a line's leading blanks and `-`/`?`/`:` indicators, so bounding
+/// those keeps the parser's stack use small enough for any thread (tested in a 2 MiB one).
+const MAX_INDENT: usize = 100;
+
+fn too_deep(text: &str) -> Option<Mark> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let prefix = line
+            .chars()
+            .take_while(|c| matches!(c, ' ' | '\t' | '-' | '?' | ':'))
+            .count();
+        (prefix > MAX_INDENT).then_some(Mark {
+            line: i + 1,
+            column: MAX_INDENT + 1,
+        })
+    })
+}
+
 /// Parse one YAML document; `Ok(None)` when the text holds no document at all.
 pub fn parse(text: &str) -> Result<Option<Node>, TreeError> {
+    if let Some(mark) = too_deep(text) {
+        return Err(TreeError::TooDeep { mark });
+    }
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser
@@ -275,6 +301,25 @@ mod tests {
                 plain: false
             }
         );
+    }
+
+    #[test]
+    fn deep_block_nesting_is_refused_before_parsing() {
+        let deep = "- ".repeat(50_000) + "x";
+        assert_eq!(
+            parse(&deep).unwrap_err(),
+            TreeError::TooDeep { mark: at(1, 101) }
+        );
+        // The deepest accepted block nesting, plus the deepest flow nesting yaml-rust2 allows,
+        // still parses within a test thread's stack.
+        let mut text = String::new();
+        for i in 0..MAX_INDENT {
+            text.push_str(&format!("{}k{i}:\n", " ".repeat(i)));
+        }
+        text.push_str(&" ".repeat(MAX_INDENT));
+        text.push_str(&"[".repeat(254));
+        text.push_str(&"]".repeat(254));
+        assert!(parse(&text).unwrap().is_some());
     }
 
     #[test]
