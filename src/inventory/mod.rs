@@ -2,8 +2,21 @@
 //!
 //! CONTRACT: `load(path)` returns a fully resolved `Inventory` (model.rs) or every problem found,
 //! each naming file, line/column where known, the field, and what would be valid.
+//!
+//! The pipeline: `tree` (yaml-rust2 events -> nodes with line/column) -> `decode` (the schema:
+//! unknown/missing/ill-typed fields -> `raw` types carrying their positions) -> `validate`
+//! (cross-field checks, key files via `local_files`, defaults and overrides -> `model`).
+//! Every stage keeps going after a problem, so one run reports them all.
 
+mod decode;
+mod local_files;
 mod model;
+mod problems;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod tree;
+mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -58,13 +71,54 @@ impl fmt::Display for InventoryError {
 
 /// Read, parse, resolve and validate an inventory file.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    Err(InventoryError {
-        problems: vec![Problem {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            field: "(file)".into(),
-            message: "inventory loading is not built yet".into(),
-        }],
-    })
+    let text = std::fs::read(path).map_err(|e| InventoryError {
+        problems: vec![problems::make(
+            path,
+            None,
+            "(file)".into(),
+            format!("cannot read the inventory: {e}"),
+        )],
+    })?;
+    match String::from_utf8(text) {
+        Ok(text) => load_str(&text, path),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            Err(InventoryError {
+                problems: vec![problems::make(
+                    path,
+                    None,
+                    "(file)".into(),
+                    format!("not UTF-8 text (invalid byte at offset {at}): save it as UTF-8"),
+                )],
+            })
+        }
+    }
+}
+
+/// `load` for text already in memory; `path` names it in messages and anchors relative paths.
+pub fn load_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    load_with(text, path, &validate::Dirs::for_file(path))
+}
+
+fn load_with(text: &str, path: &Path, dirs: &validate::Dirs) -> Result<Inventory, InventoryError> {
+    let mut p = problems::Problems::new(path);
+    match tree::parse(text) {
+        Err(e) => p.add(Some(e.mark()), "(file)", e.to_string()),
+        Ok(None) => p.add(
+            None,
+            "(file)",
+            "the file holds no inventory: it needs at least `cluster` and `hosts`",
+        ),
+        Ok(Some(root)) => {
+            if let Some(raw) = decode::decode(&root, &mut p)
+                && let Some(inv) = validate::check(&raw, path, dirs, &mut p)
+                && p.list.is_empty()
+            {
+                return Ok(inv);
+            }
+        }
+    }
+    // Checks run section by section; a reader goes through the file top to bottom.
+    p.list.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
+    Err(InventoryError { problems: p.list })
 }

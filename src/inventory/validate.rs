@@ -1,0 +1,570 @@
+//! Checks across fields (names, addresses, CIDRs, roles, key files), then the resolved
+//! inventory: defaults applied, host overrides winning, paths expanded.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+use super::local_files::{base_dir, check_key, check_writable_file, expand};
+use super::problems::{Problems, join, make};
+use super::raw::*;
+use super::tree::{Mark, shorten};
+use super::{Host, Inventory, Network, Overlay, Role, SshEndpoint, SshSettings};
+
+pub const DEFAULT_USER: &str = "root";
+pub const DEFAULT_SSH_PORT: u16 = 22;
+pub const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
+pub const DEFAULT_NODE_PREFIX: u8 = 24;
+pub const DEFAULT_VNI: u32 = 42;
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+
+/// kube-apiserver refuses service ranges larger than this many host bits.
+const MAX_SERVICE_BITS: u8 = 20;
+/// Room for the API server's and the DNS service's fixed addresses and a few more.
+const MIN_SERVICE_BITS: u8 = 4;
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// kube-controller-manager refuses to split the pod CIDR into more than 2^16 node subnets.
+const MAX_NODE_PREFIX_GAP: u8 = 16;
+
+/// Where relative and `~` paths lead.
+pub struct Dirs {
+    pub base: PathBuf,
+    pub home: Option<PathBuf>,
+}
+
+impl Dirs {
+    pub fn for_file(file: &Path) -> Self {
+        Dirs {
+            base: base_dir(file),
+            home: dirs::home_dir(),
+        }
+    }
+}
+
+/// A setting's value (written or default) and where it was written, if it was.
+fn or_default<T: Clone>(s: &Option<Spanned<T>>, default: T) -> (T, Option<Mark>) {
+    match s {
+        Some(s) => (s.value.clone(), Some(s.mark)),
+        None => (default, None),
+    }
+}
+
+/// Check everything and build the inventory; `None` if any problem was added.
+pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> Option<Inventory> {
+    let before = p.list.len();
+    let mut warnings = Vec::new();
+
+    if let Some(name) = &raw.cluster_name
+        && let Err(why) = dns_label(&name.value)
+    {
+        p.add(
+            Some(name.mark),
+            "cluster.name",
+            format!("`{}` is not a DNS label: {why}", shorten(&name.value)),
+        );
+    }
+
+    let hosts: &[RawHost] = raw.hosts.as_ref().map_or(&[], |h| &h.value);
+    let network = check_network(&raw.network, hosts.len(), p);
+
+    check_user(&raw.defaults.user, "defaults.user", p);
+    let default_key = key_file(
+        &raw.defaults.identity_file,
+        "defaults.identity_file",
+        dirs,
+        p,
+    );
+    let ssh = check_ssh(&raw.ssh, &raw.defaults, &default_key, &network, dirs, p);
+
+    if let Some(list) = &raw.hosts {
+        let default_port = or_default(&raw.defaults.port, DEFAULT_SSH_PORT).0;
+        check_host_list(list, &network, &ssh, default_port, &mut warnings, file, p);
+    }
+    let hosts: Vec<Host> = hosts
+        .iter()
+        .filter_map(|h| host(h, &raw.defaults, &default_key, dirs, p))
+        .collect();
+
+    if p.list.len() > before {
+        return None;
+    }
+    Some(Inventory {
+        path: file.to_path_buf(),
+        cluster_name: raw.cluster_name.as_ref()?.value.clone(),
+        ssh,
+        network,
+        hosts,
+        warnings,
+    })
+}
+
+/// Kubernetes node and cluster names end up in DNS; a label is the safe common ground.
+pub fn dns_label(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 63 {
+        return Err("it is longer than 63 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("use only lowercase letters, digits and '-'");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("it must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+/// A login name that cannot be mistaken for an option or break `user@host` forms.
+fn check_user(user: &Option<Spanned<String>>, field: &str, p: &mut Problems) {
+    let Some(user) = user else { return };
+    let u = &user.value;
+    let bad = u.is_empty()
+        || u.starts_with('-')
+        || u.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == ':');
+    if bad {
+        p.add(
+            Some(user.mark),
+            field,
+            format!(
+                "`{}` is not a login name: give a user like root or ubuntu (no spaces, '@', ':' or leading '-')",
+                shorten(u)
+            ),
+        );
+    }
+}
+
+/// `Some(None)`: written as the agent; `None`: not written (or unusable, already reported).
+fn key_file(
+    identity: &Option<Spanned<Identity>>,
+    field: &str,
+    dirs: &Dirs,
+    p: &mut Problems,
+) -> Option<Option<PathBuf>> {
+    let identity = identity.as_ref()?;
+    let text = match &identity.value {
+        Identity::Agent => return Some(None),
+        Identity::File(text) => text,
+    };
+    let checked = expand(text, &dirs.base, dirs.home.as_deref())
+        .and_then(|path| check_key(&path).map(|()| path));
+    match checked {
+        Ok(path) => Some(Some(path)),
+        Err(why) => {
+            p.add(Some(identity.mark), field, why);
+            None
+        }
+    }
+}
+
+fn default_net(text: &str) -> IpNet {
+    // The defaults are constants known to parse; fall back to the IPv4 "this network" range
+    // rather than panic.
+    text.parse().unwrap_or_default()
+}
+
+fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Network {
+    let (pod, pod_mark) = or_default(&raw.pod_cidr, default_net(DEFAULT_POD_CIDR));
+    let (service, service_mark) = or_default(&raw.service_cidr, default_net(DEFAULT_SERVICE_CIDR));
+    let (node_prefix, node_mark) = or_default(&raw.node_prefix, DEFAULT_NODE_PREFIX);
+
+    let family = |n: &IpNet| match n {
+        IpNet::V4(_) => "IPv4",
+        IpNet::V6(_) => "IPv6",
+    };
+    if family(&pod) != family(&service) {
+        let (mark, field) = match (service_mark, pod_mark) {
+            (Some(m), _) => (Some(m), "network.service_cidr"),
+            (None, m) => (m, "network.pod_cidr"),
+        };
+        p.add(
+            mark,
+            field,
+            format!(
+                "pod_cidr {pod} is {} but service_cidr {service} is {}: dual-stack is not supported, use one family for both",
+                family(&pod),
+                family(&service)
+            ),
+        );
+    } else if pod.contains(&service.network()) || service.contains(&pod.network()) {
+        let (mark, field) = match (service_mark, pod_mark) {
+            (Some(m), _) => (Some(m), "network.service_cidr"),
+            (None, m) => (m, "network.pod_cidr"),
+        };
+        p.add(
+            mark,
+            field,
+            format!("pod_cidr {pod} and service_cidr {service} overlap: give ranges that do not"),
+        );
+    }
+
+    // Point at whichever of the two the user wrote; the message names both.
+    let (node_at, node_field) = match (node_mark, pod_mark) {
+        (Some(m), _) => (Some(m), "network.node_prefix"),
+        (None, Some(m)) => (Some(m), "network.pod_cidr"),
+        (None, None) => (None, "network.node_prefix"),
+    };
+    let max = pod.max_prefix_len();
+    if node_prefix <= pod.prefix_len() {
+        p.add(
+            node_at,
+            node_field,
+            format!(
+                "/{node_prefix} must be longer than pod_cidr {pod}'s /{}: each node gets a slice of pod_cidr (e.g. {})",
+                pod.prefix_len(),
+                (pod.prefix_len() + 8).min(max - 2)
+            ),
+        );
+    } else if node_prefix > max - 2 {
+        p.add(
+            node_at,
+            node_field,
+            format!(
+                "/{node_prefix} leaves each node fewer than 4 pod addresses: use at most /{}",
+                max - 2
+            ),
+        );
+    } else if node_prefix - pod.prefix_len() > MAX_NODE_PREFIX_GAP {
+        p.add(
+            node_at,
+            node_field,
+            format!(
+                "/{node_prefix} splits pod_cidr {pod} into more than 2^{MAX_NODE_PREFIX_GAP} node subnets, which kube-controller-manager refuses: use at most /{}",
+                pod.prefix_len() + MAX_NODE_PREFIX_GAP
+            ),
+        );
+    } else {
+        let subnets = 1u64 << (node_prefix - pod.prefix_len());
+        if subnets < host_count as u64 {
+            p.add(
+                node_at,
+                node_field,
+                format!(
+                    "pod_cidr {pod} holds {subnets} node subnets of /{node_prefix}, but there are {host_count} hosts: use a shorter node_prefix or a larger pod_cidr"
+                ),
+            );
+        }
+    }
+
+    // kube-apiserver allocates service IPs from a bitmap of at most 2^20 entries, and the
+    // cluster needs a few fixed ones (the API's, DNS's) at the start of the range.
+    let bits = service.max_prefix_len() - service.prefix_len();
+    if !(MIN_SERVICE_BITS..=MAX_SERVICE_BITS).contains(&bits) {
+        p.add(
+            service_mark,
+            "network.service_cidr",
+            format!(
+                "{service} has {} addresses: kube-apiserver needs a service range of /{} to /{}",
+                describe_size(bits),
+                service.max_prefix_len() - MAX_SERVICE_BITS,
+                service.max_prefix_len() - MIN_SERVICE_BITS
+            ),
+        );
+    }
+
+    let overlay = &raw.overlay;
+    // IPv6 itself needs links of at least 1280 bytes.
+    if let (
+        IpNet::V6(_),
+        Some(Spanned {
+            value: Some(mtu),
+            mark,
+        }),
+    ) = (pod, &overlay.mtu)
+        && *mtu < IPV6_MIN_MTU
+    {
+        p.add(
+            Some(*mark),
+            "network.overlay.mtu",
+            format!("{mtu} is below IPv6's minimum MTU: with an IPv6 pod_cidr use auto or {IPV6_MIN_MTU}..=9000"),
+        );
+    }
+    Network {
+        pod_cidr: pod,
+        service_cidr: service,
+        node_prefix,
+        overlay: Overlay {
+            vni: or_default(&overlay.vni, DEFAULT_VNI).0,
+            port: or_default(&overlay.port, DEFAULT_VXLAN_PORT).0,
+            mtu: or_default(&overlay.mtu, None).0,
+        },
+    }
+}
+
+/// 2^bits, readable.
+fn describe_size(bits: u8) -> String {
+    match bits {
+        0..=32 => (1u64 << bits).to_string(),
+        _ => format!("2^{bits}"),
+    }
+}
+
+/// An address that would be routed into the cluster's own ranges cannot be reached over SSH.
+fn check_outside_cidrs(addr: &Spanned<IpAddr>, field: &str, net: &Network, p: &mut Problems) {
+    for (name, cidr) in [
+        ("pod_cidr", net.pod_cidr),
+        ("service_cidr", net.service_cidr),
+    ] {
+        if cidr.contains(&addr.value) {
+            p.add(
+                Some(addr.mark),
+                field,
+                format!(
+                    "{} is inside network.{name} {cidr}: hosts must be outside the pod and service ranges; change the address or network.{name}",
+                    addr.value
+                ),
+            );
+        }
+    }
+}
+
+fn check_ssh(
+    raw: &RawSsh,
+    defaults: &RawHostSettings,
+    default_key: &Option<Option<PathBuf>>,
+    net: &Network,
+    dirs: &Dirs,
+    p: &mut Problems,
+) -> SshSettings {
+    let known_hosts = raw.known_hosts.as_ref().and_then(|kh| {
+        match expand(&kh.value, &dirs.base, dirs.home.as_deref())
+            .and_then(|path| check_writable_file(&path).map(|()| path))
+        {
+            Ok(path) => Some(path),
+            Err(why) => {
+                p.add(Some(kh.mark), "ssh.known_hosts", why);
+                None
+            }
+        }
+    });
+
+    let bastion = raw.bastion.as_ref().and_then(|b| {
+        check_user(&b.user, "ssh.bastion.user", p);
+        let key = key_file(&b.identity_file, "ssh.bastion.identity_file", dirs, p);
+        let address = b.address.as_ref()?;
+        check_outside_cidrs(address, "ssh.bastion.address", net, p);
+        Some(SshEndpoint {
+            address: address.value,
+            port: or_default(&b.port, DEFAULT_SSH_PORT).0,
+            user: or_default(&b.user, or_default(&defaults.user, DEFAULT_USER.into()).0).0,
+            identity_file: key.or_else(|| default_key.clone()).flatten(),
+        })
+    });
+
+    SshSettings {
+        known_hosts,
+        bastion,
+        connect_timeout_secs: or_default(&raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT).0,
+    }
+}
+
+/// Checks that need the whole host list: duplicates, roles, address families, the bastion.
+fn check_host_list(
+    list: &Spanned<Vec<RawHost>>,
+    net: &Network,
+    ssh: &SshSettings,
+    default_port: u16,
+    warnings: &mut Vec<String>,
+    file: &Path,
+    p: &mut Problems,
+) {
+    let hosts = &list.value;
+    // An empty list was reported by `decode`; entries that were not hosts at all, too.
+    if hosts.is_empty() {
+        return;
+    }
+
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut endpoints: HashMap<(IpAddr, u16), usize> = HashMap::new();
+    let service_v4 = matches!(net.service_cidr, IpNet::V4(_));
+    for h in hosts {
+        let (i, path) = (h.index, format!("hosts[{}]", h.index));
+        if let Some(name) = &h.name {
+            if let Err(why) = dns_label(&name.value) {
+                p.add(
+                    Some(name.mark),
+                    join(&path, "name"),
+                    format!("`{}` is not a DNS label: {why}", shorten(&name.value)),
+                );
+            } else if let Some(&first) = names.get(name.value.as_str()) {
+                p.add(
+                    Some(name.mark),
+                    join(&path, "name"),
+                    format!(
+                        "`{}` is already the name of hosts[{first}]: host names must be unique",
+                        name.value
+                    ),
+                );
+            } else {
+                names.insert(&name.value, i);
+            }
+        }
+        check_user(&h.settings.user, &join(&path, "user"), p);
+
+        let Some(addr) = &h.address else { continue };
+        let field = join(&path, "address");
+        check_outside_cidrs(addr, &field, net, p);
+        if addr.value.is_ipv4() != service_v4 {
+            let (family, other) = if service_v4 {
+                ("IPv6", "IPv4")
+            } else {
+                ("IPv4", "IPv6")
+            };
+            p.add(
+                Some(addr.mark),
+                &field,
+                format!(
+                    "{} is {family} but network.service_cidr {} is {other}: the cluster is single-stack, so hosts and CIDRs must share one family",
+                    addr.value, net.service_cidr
+                ),
+            );
+        }
+        // Same address with different ports is fine: lab VMs behind one forwarding address.
+        let port = h.settings.port.as_ref().map_or(default_port, |s| s.value);
+        if let Some(&first) = endpoints.get(&(addr.value, port)) {
+            p.add(
+                Some(addr.mark),
+                &field,
+                format!(
+                    "{} port {port} is already hosts[{first}]'s: each host needs its own address (or SSH port)",
+                    addr.value
+                ),
+            );
+        } else {
+            endpoints.insert((addr.value, port), i);
+        }
+        if let Some(b) = &ssh.bastion
+            && b.address == addr.value
+        {
+            p.add(
+                Some(addr.mark),
+                &field,
+                format!(
+                    "{} is also ssh.bastion.address: the bastion must be a machine outside the cluster",
+                    addr.value
+                ),
+            );
+        }
+    }
+
+    let count = |role: Role| {
+        hosts
+            .iter()
+            .filter(|h| {
+                h.roles
+                    .as_ref()
+                    .is_some_and(|r| r.value.iter().any(|s| s.value == role))
+            })
+            .count()
+    };
+    // Hosts whose roles could not be read would make the counts misleading.
+    if hosts.iter().any(|h| h.roles.is_none()) {
+        return;
+    }
+    for role in [Role::ControlPlane, Role::Etcd] {
+        if count(role) == 0 {
+            p.add(
+                Some(list.mark),
+                "hosts",
+                format!("no host has the {role} role: add `{role}` to at least one host's roles"),
+            );
+        }
+    }
+    let etcd = count(Role::Etcd);
+    if etcd > 0 && etcd % 2 == 0 {
+        warnings.push(
+            make(
+                file,
+                Some(list.mark),
+                "hosts".into(),
+                format!(
+                    "{etcd} etcd hosts survive no more failures than {}: an odd count (1, 3, 5) is better",
+                    etcd - 1
+                ),
+            )
+            .to_string(),
+        );
+    }
+}
+
+/// One host with `defaults` under its own settings; `None` if a required field is missing.
+fn host(
+    h: &RawHost,
+    defaults: &RawHostSettings,
+    default_key: &Option<Option<PathBuf>>,
+    dirs: &Dirs,
+    p: &mut Problems,
+) -> Option<Host> {
+    let path = format!("hosts[{}]", h.index);
+    let key = key_file(
+        &h.settings.identity_file,
+        &join(&path, "identity_file"),
+        dirs,
+        p,
+    );
+    let s = &h.settings;
+    let user = s
+        .user
+        .as_ref()
+        .or(defaults.user.as_ref())
+        .map_or_else(|| DEFAULT_USER.to_string(), |u| u.value.clone());
+    let port = s
+        .port
+        .as_ref()
+        .or(defaults.port.as_ref())
+        .map_or(DEFAULT_SSH_PORT, |v| v.value);
+    let sudo = match s.sudo.as_ref().or(defaults.sudo.as_ref()).map(|v| v.value) {
+        None | Some(Sudo::Auto) => user != "root",
+        Some(Sudo::Always) => true,
+        Some(Sudo::Never) => false,
+    };
+    let extra = |own: &Option<Spanned<serde_yaml::Mapping>>,
+                 base: &Option<Spanned<serde_yaml::Mapping>>| {
+        let base = base.as_ref().map(|b| b.value.clone()).unwrap_or_default();
+        match own {
+            Some(own) => merge(base, &own.value),
+            None => base,
+        }
+    };
+    Some(Host {
+        name: h.name.as_ref()?.value.clone(),
+        ssh: SshEndpoint {
+            address: h.address.as_ref()?.value,
+            port,
+            user,
+            identity_file: key.or_else(|| default_key.clone()).flatten(),
+        },
+        sudo,
+        roles: h
+            .roles
+            .as_ref()?
+            .value
+            .iter()
+            .map(|r| r.value)
+            .collect::<BTreeSet<_>>(),
+        kubelet_extra: extra(&s.kubelet_extra, &defaults.kubelet_extra),
+        containerd_extra: extra(&s.containerd_extra, &defaults.containerd_extra),
+    })
+}
+
+/// Deep merge: a host's nested settings refine the defaults' instead of replacing them.
+fn merge(mut base: serde_yaml::Mapping, over: &serde_yaml::Mapping) -> serde_yaml::Mapping {
+    use serde_yaml::Value;
+    for (k, v) in over {
+        let merged = match (base.remove(k), v) {
+            (Some(Value::Mapping(b)), Value::Mapping(o)) => Value::Mapping(merge(b, o)),
+            (_, v) => v.clone(),
+        };
+        base.insert(k.clone(), merged);
+    }
+    base
+}
