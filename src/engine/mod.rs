@@ -3,6 +3,8 @@
 //! skip what is already right. Component phases are driven by role files (data); see `role.rs`.
 
 pub mod context;
+#[cfg(test)]
+mod golden_tests;
 pub mod plan;
 pub mod render;
 pub mod role;
