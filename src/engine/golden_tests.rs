@@ -560,6 +560,15 @@ fn golden_shell_passes_sh_n_and_shellcheck() {
             if dest.ends_with(".sh") {
                 scripts.push((dest.clone(), text.clone()));
             }
+            // Inline shell in units: `Exec...=/bin/sh -c '...'`.
+            if dest.ends_with(".service") {
+                for line in text.lines().filter(|l| l.starts_with("Exec")) {
+                    if let Some((_, rest)) = line.split_once("/bin/sh -c '") {
+                        let body = rest.strip_suffix('\'').expect("one quoted argument");
+                        scripts.push((format!("{dest}: {line}"), format!("#!/bin/sh\n{body}\n")));
+                    }
+                }
+            }
         }
         for (what, text) in scripts {
             n += 1;
