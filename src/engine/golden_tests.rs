@@ -643,3 +643,106 @@ fn golden_units_pass_systemd_analyze_verify() {
         );
     }
 }
+
+/// Runs node1's rendered overlay script for real inside a throwaway network namespace (root and
+/// `unshare` needed; skipped otherwise): up twice (idempotent), a stale peer pruned, then down.
+#[test]
+fn golden_overlay_script_runs_in_a_network_namespace() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let netns = root
+        && Command::new("unshare")
+            .args(["--net", "--mount", "sh", "-c"])
+            .arg("ip link add eth0 type veth peer name eth1")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !netns {
+        eprintln!("no root network namespaces here: overlay script not run");
+        return;
+    }
+    let (_, _, rendered) = render_all()
+        .into_iter()
+        .find(|(f, n, _)| f == "debian" && n.name == "node1")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("overlay-up.sh");
+    std::fs::write(
+        &script,
+        &rendered.by_dest["/usr/local/lib/director-boot/overlay-up.sh"],
+    )
+    .unwrap();
+    let test = r#"
+set -eu
+mount -t sysfs sysfs /sys
+ip link add eth0 type veth peer name eth1
+ip addr add 192.168.56.11/24 dev eth0
+ip link set eth0 up
+sh "$1" up
+sh "$1" up
+ip route add 10.244.9.0/24 via 10.244.9.0 dev dbvx0 onlink
+ip neigh add 10.244.9.0 lladdr 02:00:00:00:00:09 dev dbvx0 nud permanent
+bridge fdb add 02:00:00:00:00:09 dev dbvx0 dst 192.168.56.19 self permanent
+sh "$1"
+echo "== link"; ip -d link show dbvx0
+echo "== routes"; ip -4 route show dev dbvx0
+echo "== neigh"; ip -4 neigh show dev dbvx0
+echo "== fdb"; bridge fdb show dev dbvx0
+echo "== nat"; iptables -w -t nat -S
+echo "== filter"; iptables -w -S
+sh "$1" down
+sh "$1" down
+echo "== after down"; ip link show dbvx0 2>&1 || true; iptables -w -t nat -S; iptables -w -S
+"#;
+    let out = Command::new("unshare")
+        .args(["--net", "--mount", "sh", "-c", test, "test"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let section = |name: &str| {
+        text.split(&format!("== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n==").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let link = section("link");
+    assert!(
+        link.contains("vxlan id 4242 local 192.168.56.11 dev eth0"),
+        "{link}"
+    );
+    assert!(link.contains("dstport 8472 nolearning"), "{link}");
+    assert!(link.contains("mtu 1450"), "{link}");
+    assert_eq!(
+        section("routes").trim(),
+        "10.244.1.0/24 via 10.244.1.0 onlink \n10.244.2.0/24 via 10.244.2.0 onlink"
+    );
+    let neigh = section("neigh");
+    assert_eq!(neigh.lines().count(), 2, "stale neighbour pruned: {neigh}");
+    let fdb = section("fdb");
+    assert!(
+        !fdb.contains("02:00:00:00:00:09"),
+        "stale FDB entry pruned: {fdb}"
+    );
+    assert!(fdb.contains(&format!(
+        "{} dst 192.168.56.12 self permanent",
+        vtep_mac(CLUSTER, "node2")
+    )));
+    assert!(section("nat").contains(
+        "-A POSTROUTING -m comment --comment director-boot -j DIRECTOR-BOOT-POSTROUTING"
+    ));
+    assert!(
+        section("filter")
+            .contains("-A FORWARD -m comment --comment director-boot -j DIRECTOR-BOOT-FORWARD")
+    );
+    let after = section("after down");
+    assert!(!after.contains("DIRECTOR-BOOT"), "{after}");
+    assert!(after.contains("does not exist"), "{after}");
+}
