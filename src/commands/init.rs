@@ -32,6 +32,7 @@ pub const PHASES: &[&str] = &[
     "control-plane",
     "runtime",
     "kubelet",
+    "kube-proxy",
     "overlay",
 ];
 

@@ -6,6 +6,8 @@ pub mod addons;
 pub mod apply;
 pub mod artifacts;
 pub mod context;
+#[cfg(test)]
+mod golden_tests;
 pub mod images;
 pub mod plan;
 pub mod preflight;

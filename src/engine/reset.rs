@@ -15,6 +15,8 @@ pub struct ResetPlan {
     pub files: BTreeSet<String>,
     pub paths: BTreeSet<String>,
     pub links: Vec<String>,
+    /// Roles' `reset_commands`, rendered: undo what is not a file.
+    pub commands: Vec<String>,
 }
 
 /// Collect everything the roles that apply to this host put there. Roles run in reverse so
@@ -54,6 +56,9 @@ pub fn plan(
         for f in &role.files {
             p.files.insert(r.render_str(&f.dest, &ctx)?);
         }
+        for c in &role.reset_commands {
+            p.commands.push(r.render_str(c, &ctx)?);
+        }
         for path in &role.reset_paths {
             p.paths.insert(r.render_str(path, &ctx)?);
         }
@@ -69,6 +74,7 @@ pub fn script(r: &Renderer, p: &ResetPlan) -> Result<String, RenderError> {
     ctx.insert("files", &p.files);
     ctx.insert("paths", &p.paths);
     ctx.insert("links", &p.links);
+    ctx.insert("commands", &p.commands);
     r.render("scripts/reset.sh", &ctx)
 }
 
@@ -84,6 +90,7 @@ mod tests {
             files: ["/usr/local/bin/etcd".to_string(), "/etc/it's".to_string()].into(),
             paths: ["/var/lib/etcd".to_string()].into(),
             links: vec!["dbvx0".into()],
+            commands: vec!["ip link del x || true".into()],
         };
         let s = script(&r, &p).unwrap();
         assert!(s.contains("systemctl disable --now 'etcd.service'"), "{s}");

@@ -56,6 +56,11 @@ pub struct RoleDef {
     /// Paths `reset` removes besides the files above (data dirs, CNI state).
     #[serde(default)]
     pub reset_paths: Vec<String>,
+    /// Idempotent root commands (templates) `reset` runs after stopping this role's units and
+    /// before removing its files: undo what is not a file (network devices, iptables chains,
+    /// firewalld settings). Each must succeed when there is nothing left to undo.
+    #[serde(default)]
+    pub reset_commands: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -131,7 +136,8 @@ fn default_dir_mode() -> String {
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     pub name: String,
-    /// Shell command run as root on the node; healthy when it exits 0.
+    /// Shell command (a template, like `on_change`) run as root on the node; healthy when it
+    /// exits 0.
     pub command: String,
     #[serde(default = "default_health_timeout")]
     pub timeout_secs: u64,

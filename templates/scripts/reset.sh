@@ -11,6 +11,10 @@ fi
 {% for u in units %}
 if systemctl cat {{ u | sh }} >/dev/null 2>&1; then systemctl disable --now {{ u | sh }} >/dev/null 2>&1; echo "stopped {{ u }}"; fi
 {%- endfor %}
+# What roles undo themselves (network devices, iptables chains, firewalld settings).
+{% for c in commands %}
+( {{ c }} ) || echo "warning: reset step failed: {{ c | replace(from='"', to="'") }}"
+{%- endfor %}
 # Mounts left by kubelet (volumes), containerd and CNI network namespaces, deepest first.
 for m in $(findmnt -rno TARGET | grep -E '^(/var/lib/kubelet/|/run/containerd/|/run/netns/|/var/run/netns/)' | sort -r); do
   umount -l "$m" 2>/dev/null && echo "unmounted $m"

@@ -1,0 +1,111 @@
+#!/bin/sh
+# Written by director-boot (role overlay) for node2; rewritten on every apply.
+#
+# `up` (the default) makes this host's part of the pod network match the lists below and is
+# idempotent: a static VXLAN mesh in the flannel-vxlan style, with one route, one neighbour entry
+# and one FDB entry per peer (no learning, no flooding), plus masquerade and forwarding rules for
+# the pod CIDR in director-boot's own iptables chains. Entries on the VXLAN device for peers no
+# longer listed are removed. `down` removes the device and the chains (used by reset).
+set -eu
+
+DEV=dbvx0
+VNI=4242
+PORT=8472
+UNDERLAY=enp1s0
+LOCAL=192.168.56.12
+MAC=92:c3:24:96:c8:ba
+VTEP=10.244.1.0
+MTU=1450
+POD_CIDR=10.244.0.0/16
+NAT_CHAIN=DIRECTOR-BOOT-POSTROUTING
+FWD_CHAIN=DIRECTOR-BOOT-FORWARD
+
+# One line per peer: name, pod subnet, VTEP address, VTEP MAC, node address.
+PEERS='
+node1 10.244.0.0/24 10.244.0.0 32:de:1f:87:e9:ec 192.168.56.11
+node3 10.244.2.0/24 10.244.2.0 f2:ed:62:6e:2d:d1 192.168.56.13
+'
+KEEP_SUBNETS=' 10.244.0.0/24 10.244.2.0/24 '
+KEEP_VTEPS=' 10.244.0.0 10.244.2.0 '
+KEEP_MACS=' 32:de:1f:87:e9:ec f2:ed:62:6e:2d:d1 '
+
+# The device's fixed parameters; it is recreated when they change.
+STAMP="director-boot vni=$VNI port=$PORT dev=$UNDERLAY local=$LOCAL mac=$MAC vtep=$VTEP"
+
+listed() { # listed WORD LIST: whether WORD is one of the space-separated LIST
+	case "$2" in *" $1 "*) return 0 ;; *) return 1 ;; esac
+}
+
+up() {
+	sysctl -qw net.ipv4.ip_forward=1
+
+	if [ -e "/sys/class/net/$DEV" ] && [ "$(cat "/sys/class/net/$DEV/ifalias" 2>/dev/null)" != "$STAMP" ]; then
+		ip link del "$DEV"
+	fi
+	if [ ! -e "/sys/class/net/$DEV" ]; then
+		ip link add "$DEV" address "$MAC" type vxlan id "$VNI" local "$LOCAL" dev "$UNDERLAY" \
+			dstport "$PORT" nolearning
+		ip link set "$DEV" alias "$STAMP"
+	fi
+	ip link set "$DEV" mtu "$MTU"
+	ip addr replace "$VTEP/32" dev "$DEV"
+	ip link set "$DEV" up
+
+	printf '%s\n' "$PEERS" | while read -r name subnet vtep mac addr; do
+		[ -n "$name" ] || continue
+		ip route replace "$subnet" via "$vtep" dev "$DEV" onlink
+		ip neigh replace "$vtep" lladdr "$mac" dev "$DEV" nud permanent
+		bridge fdb replace "$mac" dev "$DEV" dst "$addr" self permanent
+	done
+
+	# Remove what belongs to peers no longer listed.
+	ip -4 route show dev "$DEV" | while read -r dst _; do
+		listed "$dst" "$KEEP_SUBNETS" || ip route del "$dst" dev "$DEV"
+	done
+	ip -4 neigh show dev "$DEV" nud permanent | while read -r ip _; do
+		listed "$ip" "$KEEP_VTEPS" || ip neigh del "$ip" dev "$DEV"
+	done
+	# Only remote entries (with a dst); a MAC may be listed once per dst, hence the tolerance.
+	bridge fdb show dev "$DEV" | while read -r mac rest; do
+		case "$rest" in *"dst "*) ;; *) continue ;; esac
+		listed "$mac" "$KEEP_MACS" || bridge fdb del "$mac" dev "$DEV" self 2>/dev/null || true
+	done
+
+	# Pod traffic leaving the pod CIDR leaves with the node's address.
+	iptables -w -t nat -N "$NAT_CHAIN" 2>/dev/null || true
+	iptables -w -t nat -F "$NAT_CHAIN"
+	iptables -w -t nat -A "$NAT_CHAIN" -s "$POD_CIDR" -d "$POD_CIDR" -j RETURN
+	iptables -w -t nat -A "$NAT_CHAIN" -s "$POD_CIDR" -d 224.0.0.0/4 -j RETURN
+	iptables -w -t nat -A "$NAT_CHAIN" -s "$POD_CIDR" ! -d "$POD_CIDR" -j MASQUERADE --random-fully
+	iptables -w -t nat -C POSTROUTING -m comment --comment director-boot -j "$NAT_CHAIN" 2>/dev/null ||
+		iptables -w -t nat -A POSTROUTING -m comment --comment director-boot -j "$NAT_CHAIN"
+
+	# Forward pod traffic even where the FORWARD policy is DROP.
+	iptables -w -N "$FWD_CHAIN" 2>/dev/null || true
+	iptables -w -F "$FWD_CHAIN"
+	iptables -w -A "$FWD_CHAIN" -s "$POD_CIDR" -j ACCEPT
+	iptables -w -A "$FWD_CHAIN" -d "$POD_CIDR" -j ACCEPT
+	iptables -w -C FORWARD -m comment --comment director-boot -j "$FWD_CHAIN" 2>/dev/null ||
+		iptables -w -I FORWARD 1 -m comment --comment director-boot -j "$FWD_CHAIN"
+}
+
+down() {
+	while iptables -w -t nat -D POSTROUTING -m comment --comment director-boot -j "$NAT_CHAIN" 2>/dev/null; do :; done
+	iptables -w -t nat -F "$NAT_CHAIN" 2>/dev/null || true
+	iptables -w -t nat -X "$NAT_CHAIN" 2>/dev/null || true
+	while iptables -w -D FORWARD -m comment --comment director-boot -j "$FWD_CHAIN" 2>/dev/null; do :; done
+	iptables -w -F "$FWD_CHAIN" 2>/dev/null || true
+	iptables -w -X "$FWD_CHAIN" 2>/dev/null || true
+	if [ -e "/sys/class/net/$DEV" ]; then
+		ip link del "$DEV"
+	fi
+}
+
+case "${1:-up}" in
+up) up ;;
+down) down ;;
+*)
+	echo "usage: $0 [up|down]" >&2
+	exit 2
+	;;
+esac
