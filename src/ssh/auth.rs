@@ -137,9 +137,10 @@ pub async fn authenticate(
                 return Ok(());
             }
             Err(auth_failed(format!(
-                "key {} ({})",
+                "key {} ({}){}",
                 path.display(),
-                describe(key.public_key())
+                describe(key.public_key()),
+                failure_note(&result)
             )))
         }
         Identity::Agent { socket } => {
@@ -166,6 +167,7 @@ pub async fn authenticate(
                 .await
                 .map_err(|e| auth_failed(format!("ssh-agent at {}: {e}", socket.display())))?;
             let mut tried = Vec::new();
+            let mut note = String::new();
             for identity in identities {
                 let AgentIdentity::PublicKey { key, comment } = identity else {
                     continue;
@@ -185,7 +187,7 @@ pub async fn authenticate(
                     .await
                 {
                     Ok(r) if r.success() => return Ok(()),
-                    Ok(_) => {}
+                    Ok(r) => note = failure_note(&r),
                     // The agent declined to sign this key; go on with the next one.
                     Err(e) => tracing::debug!(host, "ssh-agent could not sign: {e}"),
                 }
@@ -196,10 +198,36 @@ pub async fn authenticate(
                     socket.display()
                 )))
             } else {
-                Err(auth_failed(format!("ssh-agent keys: {}", tried.join(", "))))
+                Err(auth_failed(format!(
+                    "ssh-agent keys: {}{note}",
+                    tried.join(", ")
+                )))
             }
         }
     }
+}
+
+/// Why the server said no, beyond "key not accepted", when it tells us.
+fn failure_note(result: &russh::client::AuthResult) -> String {
+    use russh::MethodKind;
+    let russh::client::AuthResult::Failure {
+        remaining_methods,
+        partial_success,
+    } = result
+    else {
+        return String::new();
+    };
+    if *partial_success {
+        return "; the key was accepted but the server wants another factor".into();
+    }
+    if !remaining_methods.is_empty() && !remaining_methods.contains(&MethodKind::PublicKey) {
+        let names: Vec<&str> = remaining_methods.iter().map(<&str>::from).collect();
+        return format!(
+            "; the server does not accept keys for this user (it offers: {})",
+            names.join(", ")
+        );
+    }
+    String::new()
 }
 
 /// rsa-sha2-512/256 when the server announces them (RFC 8308), legacy ssh-rsa otherwise.

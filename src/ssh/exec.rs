@@ -51,6 +51,16 @@ fn emit_line(line: &[u8], emit: &mut dyn FnMut(&str)) {
     emit(&String::from_utf8_lossy(line));
 }
 
+/// A command as named in errors: its first line, at most 80 characters (scripts can be long).
+pub fn short_label(command: &str) -> String {
+    let first = command.trim().lines().next().unwrap_or_default();
+    let mut label: String = first.chars().take(80).collect();
+    if label.len() < command.trim().len() {
+        label.push_str(" …");
+    }
+    label
+}
+
 /// Shell exit code convention for a command killed by a signal.
 fn signal_exit_code(sig: &russh::Sig) -> u32 {
     use russh::Sig;
@@ -171,9 +181,17 @@ impl Session {
             })?;
             Ok(raw)
         };
+        // Feeding stops as soon as the command is done: a command that exits early (a
+        // failed mkdir, say) must not leave us waiting for window space that never comes.
         let both = async {
-            let ((), result) = tokio::join!(feed, collect);
-            result
+            tokio::pin!(feed, collect);
+            let mut fed = false;
+            loop {
+                tokio::select! {
+                    () = &mut feed, if !fed => fed = true,
+                    result = &mut collect => return result,
+                }
+            }
         };
         match tokio::time::timeout(self.command_timeout, both).await {
             Ok(result) => result,
@@ -205,7 +223,7 @@ impl Session {
             command.to_string()
         };
         let raw = self
-            .exec_raw(command, &wire, None::<&[u8]>, on_line)
+            .exec_raw(&short_label(command), &wire, None::<&[u8]>, on_line)
             .await?;
         if privileged && let Some(e) = self.sudo_password_error(&raw) {
             return Err(e);
@@ -239,6 +257,16 @@ mod tests {
         assert_eq!(split(&[b"", b"no newline"]), ["no newline"]);
         assert_eq!(split(&[b"one\n"]), ["one"]);
         assert!(split(&[]).is_empty());
+    }
+
+    #[test]
+    fn labels_are_short() {
+        assert_eq!(super::short_label("echo hi"), "echo hi");
+        assert_eq!(
+            super::short_label("sh -s <<EOF\nlots\nEOF\n"),
+            "sh -s <<EOF …"
+        );
+        assert_eq!(super::short_label(&"x".repeat(200)).chars().count(), 82);
     }
 
     #[test]

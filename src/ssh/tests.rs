@@ -248,6 +248,17 @@ async fn upload_file_streams_a_large_file() {
         s.upload_file(&local, remote, 0o755).await.unwrap(),
         UploadOutcome::Unchanged
     );
+    // The command fails at once (mkdir under /proc) while megabytes are still queued:
+    // a prompt Upload error, not a hang until the command timeout.
+    let t = Instant::now();
+    let err = s
+        .upload_file(&local, "/proc/director-boot-nope/big", 0o755)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::Upload { .. }), "{err}");
+    assert!(err.to_string().contains("mkdir"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
     let missing = lab.dir.path().join("nope");
     let err = s.upload_file(&missing, remote, 0o755).await.unwrap_err();
     assert!(err.to_string().contains("cannot read"), "{err}");
@@ -611,12 +622,71 @@ async fn passphrase_protected_key() {
     assert!(err.to_string().contains("wrong passphrase"), "{err}");
     assert!(!err.to_string().contains("nope"), "{err}");
 
-    // The public entry point reads the passphrase from the environment.
-    // SAFETY: only Rust code reads the environment in this test binary (std serializes
-    // that), and every test sets the same value, so no reader can see a torn update.
-    unsafe { std::env::set_var(PASSPHRASE_ENV, "s3cret pass") };
-    let s = Session::connect("h", &ep, false, &lab.cfg()).await.unwrap();
+    let right = Credentials {
+        passphrase: Some("s3cret pass".into()),
+        agent_socket: None,
+    };
+    let s = Session::connect_with("h", &ep, false, &lab.cfg(), &right)
+        .await
+        .unwrap();
     assert_eq!(s.run("echo unlocked").await.unwrap().stdout, "unlocked\n");
+
+    // The public entry point reads $DIRECTOR_BOOT_KEY_PASSPHRASE. Setting variables in this
+    // multi-threaded test process would be unsound, so a child process gets it instead.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "ssh::tests::env_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(PASSPHRASE_ENV, "s3cret pass")
+        .env_remove("SSH_AUTH_SOCK")
+        .env(
+            CHILD_ENV,
+            format!(
+                "{}|{}|{}",
+                lab.sshd.port,
+                key.display(),
+                lab.cfg().known_hosts.display()
+            ),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("child: unlocked"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const CHILD_ENV: &str = "DIRECTOR_BOOT_SSH_TEST_CHILD";
+
+/// Runs only as the child of `passphrase_protected_key` (port|key|known_hosts in the env).
+#[tokio::test]
+#[ignore = "run by passphrase_protected_key in a child process"]
+async fn env_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let ep = SshEndpoint {
+        address: LOCALHOST,
+        port: parts[0].parse().unwrap(),
+        user: super::testing::current_user(),
+        identity_file: Some(PathBuf::from(parts[1])),
+    };
+    let cfg = SshConfig {
+        known_hosts: PathBuf::from(parts[2]),
+        accept_new_host_keys: false,
+        connect_timeout: Duration::from_secs(10),
+        command_timeout: Duration::from_secs(10),
+        bastion: None,
+    };
+    let s = Session::connect("h", &ep, false, &cfg).await.unwrap();
+    let out = s.run("echo unlocked").await.unwrap();
+    println!("child: {}", out.stdout.trim());
 }
 
 #[tokio::test]
@@ -763,13 +833,10 @@ async fn lab_sudo_user() {
         .iter()
         .find(|h| h.sudo)
         .expect("a host with sudo: true in the lab inventory");
+    // A private known_hosts, so the lab's own file is never modified.
     let dir = tempfile::tempdir().unwrap();
     let cfg = SshConfig {
-        known_hosts: inv
-            .ssh
-            .known_hosts
-            .clone()
-            .unwrap_or_else(|| dir.path().join("known_hosts")),
+        known_hosts: dir.path().join("known_hosts"),
         accept_new_host_keys: true,
         connect_timeout: Duration::from_secs(inv.ssh.connect_timeout_secs.max(5)),
         command_timeout: Duration::from_secs(60),
