@@ -51,6 +51,19 @@ fn emit_line(line: &[u8], emit: &mut dyn FnMut(&str)) {
     emit(&String::from_utf8_lossy(line));
 }
 
+/// russh errors in words an operator can act on.
+pub fn describe(e: &russh::Error) -> String {
+    match e {
+        russh::Error::Disconnect
+        | russh::Error::SendError
+        | russh::Error::HUP
+        | russh::Error::KeepaliveTimeout => {
+            "connection lost (the host stopped answering or closed the connection)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// A command as named in errors: its first line, at most 80 characters (scripts can be long).
 pub fn short_label(command: &str) -> String {
     let first = command.trim().lines().next().unwrap_or_default();
@@ -129,11 +142,11 @@ impl Session {
             .handle
             .channel_open_session()
             .await
-            .map_err(|e| session_err(format!("cannot open a channel: {e}")))?;
+            .map_err(|e| session_err(format!("cannot open a channel: {}", describe(&e))))?;
         channel
             .exec(true, command)
             .await
-            .map_err(|e| session_err(format!("cannot start `{label}`: {e}")))?;
+            .map_err(|e| session_err(format!("cannot start `{label}`: {}", describe(&e))))?;
         let (mut reader, writer) = channel.split();
 
         let feed = async {

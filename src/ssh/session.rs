@@ -21,6 +21,22 @@ use crate::inventory::SshEndpoint;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const KEEPALIVE_MAX: usize = 3;
 
+// Tests shorten the keepalive interval to see a dead peer detected quickly. Per thread:
+// each test runs its own single-threaded runtime, so other tests keep the real value.
+#[cfg(test)]
+thread_local! {
+    pub static TEST_KEEPALIVE: std::cell::Cell<Option<Duration>> =
+        const { std::cell::Cell::new(None) };
+}
+
+fn keepalive_interval() -> Duration {
+    #[cfg(test)]
+    if let Some(d) = TEST_KEEPALIVE.with(std::cell::Cell::get) {
+        return d;
+    }
+    KEEPALIVE_INTERVAL
+}
+
 /// russh client handler: only host key verification is ours.
 pub struct Client {
     host: String,
@@ -77,7 +93,7 @@ fn addr_of(ep: &SshEndpoint) -> String {
 
 fn client_config(cfg: &SshConfig, ep: &SshEndpoint) -> Arc<client::Config> {
     Arc::new(client::Config {
-        keepalive_interval: Some(KEEPALIVE_INTERVAL),
+        keepalive_interval: Some(keepalive_interval()),
         keepalive_max: KEEPALIVE_MAX,
         inactivity_timeout: None,
         nodelay: true,

@@ -504,6 +504,76 @@ async fn silent_listener_times_out() {
     hold.abort();
 }
 
+/// A TCP relay to sshd that can go silent in both directions without closing, like a host
+/// that lost power or a dropped route.
+async fn freezable_relay(target: u16) -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::AtomicBool;
+    let frozen = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let flag = frozen.clone();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect((LOCALHOST, target))
+            .await
+            .unwrap();
+        let (cr, cw) = client.into_split();
+        let (sr, sw) = server.into_split();
+        let _ = tokio::join!(pump(cr, sw, flag.clone()), pump(sr, cw, flag));
+    });
+    (port, frozen)
+}
+
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            // Swallow everything from now on, keeping both sockets open.
+            continue;
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn dead_host_is_noticed_by_keepalives() {
+    super::session::TEST_KEEPALIVE.with(|k| k.set(Some(Duration::from_millis(500))));
+    let lab = lab();
+    let (port, frozen) = freezable_relay(lab.sshd.port).await;
+    let mut ep = lab.sshd.endpoint(Some(&lab.key));
+    ep.port = port;
+    let mut cfg = lab.cfg();
+    cfg.command_timeout = Duration::from_secs(60);
+    let s = Session::connect_with("h", &ep, false, &cfg, &Credentials::default())
+        .await
+        .unwrap();
+    assert_eq!(s.run("echo alive").await.unwrap().stdout, "alive\n");
+    // The host dies while a command runs, then a new command is attempted.
+    let t = Instant::now();
+    let freeze = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let (result, ()) = tokio::join!(s.run("sleep 50"), freeze);
+    let err = result.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert!(matches!(err, SshError::Session { .. }), "{err}");
+    assert!(err.to_string().contains("connection lost"), "{err}");
+    let err = s.run("true").await.unwrap_err();
+    assert!(err.to_string().contains("connection lost"), "{err}");
+}
+
 #[tokio::test]
 async fn through_a_bastion() {
     let lab = lab(); // the target
