@@ -59,4 +59,18 @@ mod tests {
         let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), "sh|x y|it's|");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any string (NUL cannot be in a command line) survives `sh` unchanged.
+        #[test]
+        fn any_string_round_trips(s in "[^\\x00]{0,40}") {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s' {}", sh_quote(&s)))
+                .output()
+                .unwrap();
+            proptest::prop_assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
 }

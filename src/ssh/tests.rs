@@ -46,6 +46,25 @@ impl Lab {
     }
 }
 
+/// Callers spawn these futures on a multi-threaded runtime.
+#[test]
+fn session_and_its_futures_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    fn is_sync<T: Sync>() {}
+    is_sync::<Session>();
+    #[allow(clippy::let_underscore_future)]
+    fn check(s: &'static Session, ep: &'static SshEndpoint, cfg: &'static SshConfig) {
+        is_send(&Session::connect("h", ep, true, cfg));
+        is_send(&s.run("x"));
+        is_send(&s.sudo("x"));
+        is_send(&s.run_streamed("x", true, |_, _| {}));
+        is_send(&s.upload(b"", "/x", 0o644));
+        is_send(&s.upload_file(Path::new("/x"), "/x", 0o644));
+        is_send(&s.read_file("/x"));
+    }
+    let _ = check;
+}
+
 #[tokio::test]
 async fn exec_exit_code_and_output() {
     let lab = lab();
