@@ -2,6 +2,13 @@
 //! verified atomic uploads, ProxyJump through a bastion, and known_hosts verification.
 //!
 //! CONTRACT (other modules code against these signatures; keep them stable).
+//!
+//! Layout: `session` connects (TCP or a shared bastion's direct-tcpip channel, handshake,
+//! keepalives, connect deadline); `known_hosts` verifies and pins host keys; `auth` loads
+//! key files or talks to ssh-agent; `exec` runs commands (one channel each, lines streamed,
+//! command timeout, `sudo -n` wrapping); `upload` does verified atomic writes and reads;
+//! `quote` is the shell quoting every generated command relies on. Tests in `tests` run
+//! against real `sshd` processes started by `testing`.
 
 mod auth;
 mod exec;
