@@ -2,11 +2,36 @@
 //! verified atomic uploads, ProxyJump through a bastion, and known_hosts verification.
 //!
 //! CONTRACT (other modules code against these signatures; keep them stable).
+//!
+//! Layout: `session` connects (TCP or a shared bastion's direct-tcpip channel, handshake,
+//! keepalives, connect deadline); `known_hosts` verifies and pins host keys; `auth` loads
+//! key files or talks to ssh-agent; `exec` runs commands (one channel each, lines streamed,
+//! command timeout, `sudo -n` wrapping); `upload` does verified atomic writes and reads;
+//! `quote` is the shell quoting every generated command relies on. Tests in `tests` run
+//! against real `sshd` processes started by `testing`.
+
+mod auth;
+mod exec;
+mod known_hosts;
+mod quote;
+mod session;
+mod upload;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::inventory::SshEndpoint;
+
+pub use auth::PASSPHRASE_ENV;
+pub use known_hosts::fingerprint;
+pub use quote::sh_quote;
+pub use upload::sha256_hex;
 
 /// Settings for every connection of one run.
 #[derive(Debug, Clone)]
@@ -116,10 +141,20 @@ pub enum SshError {
     Session { host: String, reason: String },
 }
 
+/// Concurrent channels per session; below sshd's default MaxSessions (10).
+const MAX_CHANNELS: usize = 8;
+
 /// A live, authenticated SSH session to one host. Cheap to share (`&self` methods);
 /// commands on one session may run concurrently on separate channels.
 pub struct Session {
     name: String,
+    user: String,
+    sudo: bool,
+    command_timeout: Duration,
+    handle: russh::client::Handle<session::Client>,
+    channels: tokio::sync::Semaphore,
+    /// Keeps a shared bastion session alive while this session uses it.
+    _bastion: Option<Arc<russh::client::Handle<session::Client>>>,
 }
 
 impl Session {
@@ -132,10 +167,26 @@ impl Session {
         sudo: bool,
         cfg: &SshConfig,
     ) -> Result<Session, SshError> {
-        let _ = (endpoint, sudo, cfg);
-        Err(SshError::Session {
-            host: name.to_string(),
-            reason: "SSH engine not built yet".into(),
+        Self::connect_with(name, endpoint, sudo, cfg, &auth::Credentials::from_env()).await
+    }
+
+    /// `connect` with explicit secrets instead of the environment's.
+    pub(crate) async fn connect_with(
+        name: &str,
+        endpoint: &SshEndpoint,
+        sudo: bool,
+        cfg: &SshConfig,
+        creds: &auth::Credentials,
+    ) -> Result<Session, SshError> {
+        let conn = session::connect(name, endpoint, cfg, creds).await?;
+        Ok(Session {
+            name: name.to_string(),
+            user: endpoint.user.clone(),
+            sudo,
+            command_timeout: cfg.command_timeout,
+            handle: conn.handle,
+            channels: tokio::sync::Semaphore::new(MAX_CHANNELS),
+            _bastion: conn.bastion,
         })
     }
 
@@ -164,8 +215,7 @@ impl Session {
     where
         F: FnMut(Stream, &str) + Send,
     {
-        let _ = (command, privileged, on_line);
-        Err(self.not_built())
+        self.run_streamed_impl(command, privileged, on_line).await
     }
 
     /// Write `data` to `remote` atomically (temp file in the same dir, fsync, rename) with
@@ -177,8 +227,7 @@ impl Session {
         remote: &str,
         mode: u32,
     ) -> Result<UploadOutcome, SshError> {
-        let _ = (data, remote, mode);
-        Err(self.not_built())
+        self.upload_impl(data, remote, mode).await
     }
 
     /// Like `upload`, streaming a (large) local file.
@@ -188,23 +237,19 @@ impl Session {
         remote: &str,
         mode: u32,
     ) -> Result<UploadOutcome, SshError> {
-        let _ = (local, remote, mode);
-        Err(self.not_built())
+        self.upload_file_impl(local, remote, mode).await
     }
 
     /// Read a remote file as root; `None` when it does not exist.
     pub async fn read_file(&self, remote: &str) -> Result<Option<Vec<u8>>, SshError> {
-        let _ = remote;
-        Err(self.not_built())
+        self.read_file_impl(remote).await
     }
 
     /// Close the session politely.
-    pub async fn close(self) {}
-
-    fn not_built(&self) -> SshError {
-        SshError::Session {
-            host: self.name.clone(),
-            reason: "SSH engine not built yet".into(),
-        }
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
     }
 }
