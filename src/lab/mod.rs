@@ -36,6 +36,8 @@ use crate::progress::HostProgress;
 const BOOT_PARALLELISM: usize = 6;
 /// How long one node may take from nspawn start to sshd answering (under parallel boot).
 const BOOT_LIMIT: Duration = Duration::from_secs(180);
+/// How long an already running node's sshd may take to answer on a repeated `up`.
+const RUNNING_SSH_LIMIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeStatus {
@@ -96,12 +98,15 @@ impl Ctx {
 /// Prepare and boot one node unless it is already running; returns whether it was started.
 async fn bring_up(ctx: &Ctx, index: u32, bar: &indicatif::ProgressBar) -> Result<bool, LabError> {
     let name = names::node_name(index);
-    if ctx.node(index).is_some_and(|n| n.running()) {
+    let started = Instant::now();
+    let d = NodeDirs::new(&ctx.lab_dir, &name);
+    if let Some(rec) = ctx.node(index).filter(|n| n.running()) {
+        // Running is not enough for a usable lab: its sshd must answer too.
+        let (pid, start) = (rec.pid.unwrap_or(0), rec.start_time.unwrap_or(0));
+        machine::wait_for_ssh(&d, index, pid, start, RUNNING_SSH_LIMIT).await?;
         bar.finish_with_message("running");
         return Ok(false);
     }
-    let started = Instant::now();
-    let d = NodeDirs::new(&ctx.lab_dir, &name);
     ctx.record(|s| {
         s.node_mut(index);
     })?;
@@ -159,12 +164,13 @@ fn write_client_files(lab_dir: &Path, state: &LabState) -> Result<PathBuf, LabEr
 }
 
 /// Common start of `up` and `start`: root, prerequisites, ownership, base, key, bridge.
-async fn context(paths: &Paths, progress: &HostProgress) -> Result<Ctx, LabError> {
+async fn context(paths: &Paths, progress: &HostProgress, nodes: u32) -> Result<Ctx, LabError> {
     let say = |line: &str| progress.println(line);
-    prereqs::ensure(&say).await?;
     let lab_dir = lab_dir(paths);
-    crate::paths::ensure_private_dir(&lab_dir).map_err(LabError::io(&lab_dir))?;
     let existing = LabState::load(&lab_dir)?;
+    let total = nodes.max(existing.as_ref().map_or(0, |s| s.nodes.len() as u32));
+    prereqs::ensure(total, &say).await?;
+    crate::paths::ensure_private_dir(&lab_dir).map_err(LabError::io(&lab_dir))?;
     check_ownership(&lab_dir)?;
     let mut state = existing.unwrap_or_else(|| LabState::new(&lab_dir));
     state.lab_dir = lab_dir.clone();
@@ -247,7 +253,7 @@ pub async fn up(paths: &Paths, nodes: u32) -> anyhow::Result<PathBuf> {
     }
     let progress = HostProgress::new(false);
     let started = Instant::now();
-    let ctx = context(paths, &progress).await?;
+    let ctx = context(paths, &progress, nodes).await?;
     // Growing adds nodes; a smaller N keeps (and starts) the existing ones.
     let recorded: Vec<u32> = ctx
         .state
@@ -347,7 +353,7 @@ pub async fn start_node(paths: &Paths, name: &str) -> anyhow::Result<()> {
     let state = LabState::load(&lab)?.ok_or_else(|| LabError::UnknownNode(name.into()))?;
     let index = parse_node(name, &state)?;
     let progress = HostProgress::new(false);
-    let ctx = context(paths, &progress).await?;
+    let ctx = context(paths, &progress, 1).await?;
     bring_up_all(&ctx, &progress, vec![index]).await?;
     Ok(())
 }

@@ -35,7 +35,38 @@ pub fn missing_packages(present: impl Fn(&str) -> bool) -> Vec<&'static str> {
     pkgs
 }
 
-pub async fn ensure(say: &dyn Fn(&str)) -> Result<(), LabError> {
+/// inotify instances one booted node uses (systemd, journald, logind, udev-less services...):
+/// about 7 were seen; with room for kubelet and containerd later.
+const INOTIFY_PER_NODE: u64 = 16;
+const INOTIFY_INSTANCES: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// The per-user inotify instance limit needed for `nodes` machines: every node's processes
+/// run as the host's root, and the default of 128 stops the 18th or so node's systemd
+/// ("Failed to create inotify object: Too many open files").
+pub fn inotify_instances_needed(nodes: u32) -> u64 {
+    256 + INOTIFY_PER_NODE * u64::from(nodes)
+}
+
+/// Raise (never lower) the host's inotify instance limit, saying so.
+fn ensure_inotify(nodes: u32, say: &dyn Fn(&str)) -> Result<(), LabError> {
+    let current: u64 = std::fs::read_to_string(INOTIFY_INSTANCES)
+        .map_err(LabError::io(INOTIFY_INSTANCES))?
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let needed = inotify_instances_needed(nodes);
+    if current < needed {
+        say(&format!(
+            "lab: raising fs.inotify.max_user_instances from {current} to {needed} for {nodes} \
+             systemd machines (until reboot)"
+        ));
+        std::fs::write(INOTIFY_INSTANCES, needed.to_string())
+            .map_err(LabError::io(INOTIFY_INSTANCES))?;
+    }
+    Ok(())
+}
+
+pub async fn ensure(nodes: u32, say: &dyn Fn(&str)) -> Result<(), LabError> {
     if !super::sys::is_root() {
         return Err(LabError::NotRoot);
     }
@@ -57,7 +88,7 @@ pub async fn ensure(say: &dyn Fn(&str)) -> Result<(), LabError> {
     if !filesystems.contains("overlay") {
         run("modprobe", &["overlay"]).await?;
     }
-    Ok(())
+    ensure_inotify(nodes, say)
 }
 
 #[cfg(test)]
@@ -71,5 +102,7 @@ mod tests {
             missing_packages(|p| p != "systemd-nspawn" && p != "ssh-keygen" && p != "ssh"),
             vec!["systemd-container", "openssh-client"]
         );
+        assert!(inotify_instances_needed(20) > 128 + 7 * 20);
+        assert!(inotify_instances_needed(64) >= inotify_instances_needed(1));
     }
 }
