@@ -48,8 +48,38 @@ pub struct NodeStatus {
     pub pid: Option<u32>,
 }
 
+/// The lab dir, absolute: it is the bridge's owner tag and ends up in mount options.
 fn lab_dir(paths: &Paths) -> PathBuf {
-    paths.lab_dir()
+    let dir = paths.lab_dir();
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+const MACHINE_LOCK: &str = "/run/lock/director-boot-lab.lock";
+
+/// One lab command at a time on this machine (the lab's names are machine-wide); the flock
+/// is released when the returned file is dropped, also when the process dies.
+async fn machine_lock(say: &dyn Fn(&str)) -> Result<std::fs::File, LabError> {
+    let path = Path::new(MACHINE_LOCK);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(LabError::io(dir))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(LabError::io(path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            say("lab: waiting for another director-boot lab command to finish");
+            tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                .await
+                .map_err(|e| LabError::Invalid(format!("lock wait: {e}")))?
+                .map_err(LabError::io(path))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(LabError::io(path)(e)),
+    }
 }
 
 /// Refuse when the fixed-name lab resources belong to another state dir's lab.
@@ -253,6 +283,8 @@ pub async fn up(paths: &Paths, nodes: u32) -> anyhow::Result<PathBuf> {
     }
     let progress = HostProgress::new(false);
     let started = Instant::now();
+    require_root()?;
+    let _lock = machine_lock(&|l| progress.println(l)).await?;
     let ctx = context(paths, &progress, nodes).await?;
     // Growing adds nodes; a smaller N keeps (and starts) the existing ones.
     let recorded: Vec<u32> = ctx
@@ -337,10 +369,17 @@ fn parse_node(name: &str, state: &LabState) -> Result<u32, LabError> {
         .ok_or_else(|| LabError::UnknownNode(name.to_string()))
 }
 
-pub async fn stop_node(paths: &Paths, name: &str) -> anyhow::Result<()> {
-    if !sys::is_root() {
-        return Err(LabError::NotRoot.into());
+fn require_root() -> Result<(), LabError> {
+    if sys::is_root() {
+        Ok(())
+    } else {
+        Err(LabError::NotRoot)
     }
+}
+
+pub async fn stop_node(paths: &Paths, name: &str) -> anyhow::Result<()> {
+    require_root()?;
+    let _lock = machine_lock(&|l| eprintln!("{l}")).await?;
     let lab_dir = lab_dir(paths);
     let mut state = LabState::load(&lab_dir)?.ok_or_else(|| LabError::UnknownNode(name.into()))?;
     let index = parse_node(name, &state)?;
@@ -353,6 +392,8 @@ pub async fn start_node(paths: &Paths, name: &str) -> anyhow::Result<()> {
     let state = LabState::load(&lab)?.ok_or_else(|| LabError::UnknownNode(name.into()))?;
     let index = parse_node(name, &state)?;
     let progress = HostProgress::new(false);
+    require_root()?;
+    let _lock = machine_lock(&|l| progress.println(l)).await?;
     let ctx = context(paths, &progress, 1).await?;
     bring_up_all(&ctx, &progress, vec![index]).await?;
     Ok(())
@@ -361,12 +402,15 @@ pub async fn start_node(paths: &Paths, name: &str) -> anyhow::Result<()> {
 /// Remove the lab; `Ok(false)` when there was none.
 pub async fn teardown(paths: &Paths) -> anyhow::Result<bool> {
     let lab_dir = lab_dir(paths);
+    if LabState::load(&lab_dir)?.is_none() {
+        return Ok(false);
+    }
+    require_root()?;
+    let _lock = machine_lock(&|l| eprintln!("{l}")).await?;
+    // Read again under the lock: a concurrent command may have changed it.
     let Some(mut state) = LabState::load(&lab_dir)? else {
         return Ok(false);
     };
-    if !sys::is_root() {
-        return Err(LabError::NotRoot.into());
-    }
     let mut problems: Vec<String> = Vec::new();
     let indexes: Vec<u32> = state.nodes.iter().map(|n| n.index).collect();
     // Stop in parallel: each node needs a few seconds for its clean poweroff.
