@@ -436,7 +436,9 @@ pub async fn teardown(paths: &Paths) -> anyhow::Result<bool> {
         let rec = state.node(i).cloned().unwrap_or_default();
         let d = NodeDirs::new(&lab_dir, &rec.name);
         if let Err(e) = cgroup::remove(&rec.cgroups).await {
+            // Keep the record so that the next `down` retries.
             problems.push(format!("{}: cgroups: {e}", rec.name));
+            continue;
         }
         if let Err(e) = sys::unmount_all_under(&d.dir).await {
             problems.push(format!("{}: {e}", rec.name));
