@@ -128,13 +128,11 @@ impl Ctx {
 /// Prepare and boot one node unless it is already running; returns whether it was started.
 async fn bring_up(ctx: &Ctx, index: u32, bar: &indicatif::ProgressBar) -> Result<bool, LabError> {
     let name = names::node_name(index);
-    let started = Instant::now();
     let d = NodeDirs::new(&ctx.lab_dir, &name);
     if let Some(rec) = ctx.node(index).filter(|n| n.running()) {
         // Running is not enough for a usable lab: its sshd must answer too.
         let (pid, start) = (rec.pid.unwrap_or(0), rec.start_time.unwrap_or(0));
         machine::wait_for_ssh(&d, index, pid, start, RUNNING_SSH_LIMIT).await?;
-        bar.finish_with_message("running");
         return Ok(false);
     }
     ctx.record(|s| {
@@ -163,12 +161,8 @@ async fn bring_up(ctx: &Ctx, index: u32, bar: &indicatif::ProgressBar) -> Result
         n.pid = Some(pid);
         n.start_time = Some(start);
     })?;
+    bar.set_message("waiting for sshd");
     machine::wait_for_ssh(&d, index, pid, start, BOOT_LIMIT).await?;
-    bar.finish_with_message(format!(
-        "sshd up on {} ({:.1} s)",
-        names::node_address(index),
-        started.elapsed().as_secs_f64()
-    ));
     Ok(true)
 }
 
@@ -242,10 +236,20 @@ async fn bring_up_all(
         .map(|i| {
             let bar = progress.host(&names::node_name(i), "waiting");
             async move {
+                let t = Instant::now();
                 let r = bring_up(ctx, i, &bar).await;
-                if let Err(e) = &r {
-                    bar.abandon_with_message(format!("failed: {e}"));
-                }
+                bar.finish_and_clear();
+                // One line per node, also when the bars are hidden (logs, CI).
+                let name = names::node_name(i);
+                progress.println(&match &r {
+                    Ok(true) => format!(
+                        "{name}: sshd up on {} ({:.1} s)",
+                        names::node_address(i),
+                        t.elapsed().as_secs_f64()
+                    ),
+                    Ok(false) => format!("{name}: already running"),
+                    Err(e) => format!("{name}: failed: {e}"),
+                });
                 r
             }
         })

@@ -138,7 +138,7 @@ pub async fn ensure(cache: &Path, in_use: bool, say: &dyn Fn(&str)) -> Result<Pa
     let building = parent.join(format!("base-{SUITE}.building-{}", std::process::id()));
     remove_stale_builds(&parent)?;
     say(&format!(
-        "lab: building the base root filesystem (debootstrap {SUITE}, about a minute) in {}",
+        "lab: building the base root filesystem (debootstrap {SUITE}: one to three minutes) in {}",
         base.display()
     ));
     let started = std::time::Instant::now();
