@@ -230,6 +230,16 @@ fn lab_end_to_end() {
     let after: Vec<_> = status(&state).iter().map(|n| n["pid"].clone()).collect();
     assert_eq!(before, after);
 
+    // Growing adds a node (with its own pinned key) and leaves the others alone.
+    let out = lab(&state, &["up", "--nodes", "4"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(1 started)"));
+    assert_eq!(ssh_ok(&lab_dir, "root@10.213.0.14", "hostname"), "node4");
+    let known = std::fs::read_to_string(lab_dir.join("known_hosts")).expect("known_hosts");
+    assert_eq!(known.lines().count(), 4, "{known}");
+    let grown: Vec<_> = status(&state).iter().map(|n| n["pid"].clone()).collect();
+    assert_eq!(&grown[..3], &before[..]);
+
     // Only one lab per machine: another state dir is refused, clearly.
     let other = lab(&tmp.path().join("other"), &["up", "--nodes", "1"]);
     assert!(!other.status.success());
