@@ -134,4 +134,14 @@ pub enum LabCommand {
     Status,
     /// Stop the lab and remove every trace of it from this machine.
     Down,
+    /// Stop one lab machine (a clean poweroff); `lab start` or `lab up` starts it again.
+    Stop {
+        /// The machine, e.g. node3.
+        node: String,
+    },
+    /// Start one stopped lab machine.
+    Start {
+        /// The machine, e.g. node3.
+        node: String,
+    },
 }

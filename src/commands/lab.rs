@@ -39,9 +39,29 @@ pub async fn run(paths: &Paths, command: LabCommand, json: bool) -> anyhow::Resu
             }
         }
         LabCommand::Down => {
-            lab::down(paths).await?;
-            if !json {
+            let removed = lab::teardown(paths).await?;
+            if json {
+                println!("{}", serde_json::json!({ "removed": removed }));
+            } else if removed {
                 println!("lab removed");
+            } else {
+                println!("no lab in {}; nothing to do", paths.lab_dir().display());
+            }
+        }
+        LabCommand::Stop { node } => {
+            lab::stop_node(paths, &node).await?;
+            if json {
+                println!("{}", serde_json::json!({ "stopped": node }));
+            } else {
+                println!("{node} stopped");
+            }
+        }
+        LabCommand::Start { node } => {
+            lab::start_node(paths, &node).await?;
+            if json {
+                println!("{}", serde_json::json!({ "started": node }));
+            } else {
+                println!("{node} running");
             }
         }
     }
