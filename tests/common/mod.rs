@@ -30,7 +30,11 @@ impl Lab {
         let out = db(state.path(), &["lab", "up", "--nodes", &nodes.to_string()]);
         assert!(out.status.success(), "lab up failed");
         let inventory = state.path().join("lab/inventory.yaml");
-        assert!(inventory.exists(), "lab up wrote no inventory at {}", inventory.display());
+        assert!(
+            inventory.exists(),
+            "lab up wrote no inventory at {}",
+            inventory.display()
+        );
         Lab { state, inventory }
     }
 
@@ -85,10 +89,21 @@ pub fn ssh(lab_dir: &Path, user_host: &str, command: &str) -> Output {
         .arg("-i")
         .arg(lab_dir.join("id_ed25519"))
         .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", lab_dir.join("known_hosts").display()))
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            lab_dir.join("known_hosts").display()
+        ))
         .args([
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=10",
         ])
         .arg(user_host)
         .arg(command)
