@@ -111,10 +111,7 @@ pub async fn apply_role(
                 role: name.clone(),
                 source,
             })?;
-        let dest = b
-            .dest
-            .clone()
-            .unwrap_or_else(|| format!("/usr/local/bin/{}", b.name));
+        let dest = b.path();
         let local = env.artifacts.path(a);
         if node
             .ensure_local_file(&dest, &local, &a.sha256, 0o755)

@@ -191,12 +191,7 @@ fn render_node(
         out.roles.push(role.name.clone());
         plan.push_str(&format!("\n[{}] phase {}\n", role.name, role.phase));
         for b in &role.binaries {
-            let dest = b
-                .dest
-                .as_deref()
-                .map(render)
-                .unwrap_or("/usr/local/bin".into());
-            plan.push_str(&format!("binary {} -> {}\n", b.name, dest));
+            plan.push_str(&format!("binary {} -> {}\n", b.name, b.path()));
         }
         for p in &role.pki {
             plan.push_str(&format!("pki {} -> {}\n", render(&p.src), render(&p.dest)));

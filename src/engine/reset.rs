@@ -41,11 +41,7 @@ pub fn plan(
     for role in roles.iter().rev().filter(|x| x.applies_to(host_roles)) {
         p.units.extend(role.units.iter().cloned());
         for b in &role.binaries {
-            p.files.insert(
-                b.dest
-                    .clone()
-                    .unwrap_or_else(|| format!("/usr/local/bin/{}", b.name)),
-            );
+            p.files.insert(b.path());
         }
         for f in &role.pki {
             p.files.insert(r.render_str(&f.dest, &ctx)?);

@@ -21,7 +21,7 @@ pub struct RoleDef {
     pub hosts: BTreeSet<Role>,
     #[serde(default)]
     pub description: String,
-    /// Names from the artifact manifest, installed into /usr/local/bin (or `dest`).
+    /// Names from the artifact manifest, installed into /usr/local/bin (or the `dest` directory).
     #[serde(default)]
     pub binaries: Vec<BinaryRef>,
     /// Files copied from the cluster's PKI dir (paths are templates: `kubelet-{{ node.name }}.crt`).
@@ -69,6 +69,14 @@ pub struct BinaryRef {
     pub name: String,
     #[serde(default)]
     pub dest: Option<String>,
+}
+
+impl BinaryRef {
+    /// Where the binary goes on the node: `dest` is a directory (default /usr/local/bin).
+    pub fn path(&self) -> String {
+        let dir = self.dest.as_deref().unwrap_or("/usr/local/bin");
+        format!("{}/{}", dir.trim_end_matches('/'), self.name)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
