@@ -28,7 +28,7 @@ pub enum NodeError {
         code: u32,
         stderr: String,
     },
-    #[error("{host}: unexpected facts output: {source}")]
+    #[error("{host}: unexpected facts output")]
     Facts {
         host: String,
         #[source]
@@ -93,7 +93,7 @@ impl Node {
         } else {
             Err(NodeError::Failed {
                 host: self.host.name.clone(),
-                command: command.to_string(),
+                command: short(command),
                 code: out.exit_code,
                 stderr: last_lines(&out.stderr, 5),
             })
@@ -178,6 +178,16 @@ impl Node {
             .await?;
         Ok(out.success())
     }
+}
+
+/// A command shortened for messages: its first line, at most 100 characters.
+pub fn short(command: &str) -> String {
+    let first = command.trim().lines().next().unwrap_or("");
+    let mut s: String = first.chars().take(100).collect();
+    if s.len() < command.trim().len() {
+        s.push_str(" ...");
+    }
+    s
 }
 
 /// The last `n` non-empty lines of a command's output, for error messages.

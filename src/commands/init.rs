@@ -137,6 +137,8 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     let skip = a.skip_preflight.clone();
     let cross_ref = &cross;
     let peers_ref = &peers;
+    let warnings = std::sync::Mutex::new(Vec::<String>::new());
+    let warnings_ref = &warnings;
     runner
         .phase("preflight", all.clone(), |n| {
             let skip = skip.clone();
@@ -156,14 +158,25 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
                 if !failed.is_empty() {
                     anyhow::bail!("{} (skip with --skip-preflight NAME)", failed.join("; "));
                 }
-                // Warnings are reported as lines but are not changes.
-                for c in checks.iter().filter(|c| c.verdict == Verdict::Warn) {
-                    tracing::warn!("{}: preflight {}: {}", n.name(), c.name, c.detail);
+                // Warnings are shown after the phase; they are not changes.
+                if let Ok(mut w) = warnings_ref.lock() {
+                    for c in checks.iter().filter(|c| c.verdict == Verdict::Warn) {
+                        w.push(format!(
+                            "  {:<14} warning: {}: {}",
+                            n.name(),
+                            c.name,
+                            c.detail
+                        ));
+                    }
                 }
                 Ok(Vec::new())
             }
         })
         .await;
+
+    for w in warnings.into_inner().unwrap_or_default() {
+        runner.say(&w);
+    }
 
     // pod subnets and PKI (local)
     let subnets = allocate_subnets(&cluster_dir, &inv, a.dry_run)?;

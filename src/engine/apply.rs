@@ -30,19 +30,19 @@ pub struct Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("role {role}: {source}")]
+    #[error("role {role}")]
     Node {
         role: String,
         #[source]
         source: crate::node::NodeError,
     },
-    #[error("role {role}: {source}")]
+    #[error("role {role}")]
     Render {
         role: String,
         #[source]
         source: super::render::RenderError,
     },
-    #[error("role {role}: {source}")]
+    #[error("role {role}")]
     Artifact {
         role: String,
         #[source]
@@ -87,6 +87,8 @@ pub async fn apply_role(
     let ctx = tera_context(env.cluster, node_ctx);
     let mut out = Outcome::default();
     let mut unit_files_changed = false;
+    // Render first: a template error must surface before anything is uploaded.
+    let rendered = render_files(env.renderer, role, &ctx, node_ctx).map_err(r_err)?;
 
     for d in &role.dirs {
         let path = env.renderer.render_str(&d.path, &ctx).map_err(r_err)?;
@@ -155,7 +157,7 @@ pub async fn apply_role(
         }
     }
 
-    for f in render_files(env.renderer, role, &ctx, node_ctx).map_err(r_err)? {
+    for f in rendered {
         if node
             .ensure_file(&f.dest, &f.content, f.mode)
             .await

@@ -55,7 +55,7 @@ pub enum ArtifactError {
         expected: String,
         actual: String,
     },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]

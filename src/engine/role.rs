@@ -157,7 +157,7 @@ fn default_health_timeout() -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
-    #[error("roles/{file}: {source}")]
+    #[error("roles/{file}")]
     Parse {
         file: String,
         #[source]
@@ -226,7 +226,8 @@ mod tests {
     fn rejects_unknown_fields_and_bad_modes() {
         let e =
             RoleDef::parse("x.yaml", "name: x\nphase: p\nhosts: [worker]\nbogus: 1\n").unwrap_err();
-        assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert!(chain.contains("unknown field `bogus`"), "{chain}");
         let e = RoleDef::parse(
             "x.yaml",
             "name: x\nphase: p\nhosts: [worker]\nfiles: [{template: a, dest: /a, mode: \"0999\"}]\n",
