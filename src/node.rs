@@ -36,6 +36,57 @@ pub enum NodeError {
     },
 }
 
+/// The remote side of `Node::snapshot`.
+const SNAPSHOT_SCRIPT: &str = include_str!("../templates/scripts/snapshot.sh");
+
+/// What a host has now, for many paths and units at once (one round trip).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Regular files: sha256 and mode.
+    pub files: std::collections::HashMap<String, (String, u32)>,
+    /// Directories: mode.
+    pub dirs: std::collections::HashMap<String, u32>,
+    /// Units: enabled and active.
+    pub units: std::collections::HashMap<String, bool>,
+}
+
+impl Snapshot {
+    pub fn file_matches(&self, path: &str, sha256: &str, mode: u32) -> bool {
+        self.files
+            .get(path)
+            .is_some_and(|(s, m)| s == sha256 && *m == mode)
+    }
+
+    /// Parse the snapshot script's `F sha mode path`, `D mode path`, `U 0|1 unit` lines.
+    pub fn parse(text: &str) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for line in text.lines() {
+            let mut parts = line.splitn(4, ' ');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some("F"), Some(sha), Some(mode), Some(path)) => {
+                    if let Ok(m) = u32::from_str_radix(mode, 8) {
+                        snap.files.insert(path.to_string(), (sha.to_string(), m));
+                    }
+                }
+                (Some("D"), Some(mode), Some(path), rest) => {
+                    let path = match rest {
+                        Some(r) => format!("{path} {r}"),
+                        None => path.to_string(),
+                    };
+                    if let Ok(m) = u32::from_str_radix(mode, 8) {
+                        snap.dirs.insert(path, m);
+                    }
+                }
+                (Some("U"), Some(up), Some(unit), None) => {
+                    snap.units.insert(unit.to_string(), up == "1");
+                }
+                _ => {}
+            }
+        }
+        snap
+    }
+}
+
 /// Single-quote a string for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -101,7 +152,12 @@ impl Node {
     }
 
     /// Does `path` already have this sha256 and mode?
-    async fn file_matches(&self, path: &str, sha256: &str, mode: u32) -> Result<bool, NodeError> {
+    pub async fn file_matches(
+        &self,
+        path: &str,
+        sha256: &str,
+        mode: u32,
+    ) -> Result<bool, NodeError> {
         let q = shell_quote(path);
         let out = self
             .session
@@ -114,6 +170,24 @@ impl Node {
             return Ok(false);
         };
         Ok(sum.trim() == sha256 && u32::from_str_radix(m.trim(), 8).ok() == Some(mode))
+    }
+
+    /// The state of many files, directories and units in one round trip.
+    pub async fn snapshot(
+        &self,
+        files: &[String],
+        dirs: &[String],
+        units: &[String],
+    ) -> Result<Snapshot, NodeError> {
+        let list = |v: &[String]| shell_quote(&v.join("\n"));
+        let script = format!(
+            "sh -s -- {} {} {} <<'DIRECTOR_BOOT_EOF'\n{SNAPSHOT_SCRIPT}DIRECTOR_BOOT_EOF\n",
+            list(files),
+            list(dirs),
+            list(units)
+        );
+        let out = self.sudo_ok(&script).await?;
+        Ok(Snapshot::parse(&out.stdout))
     }
 
     /// Would `ensure_file` change anything? (Never writes.)
@@ -135,21 +209,33 @@ impl Node {
         Ok(self.session.upload(data, path, mode).await? == UploadOutcome::Written)
     }
 
-    /// Like `ensure_file` for a (large) local file, streamed.
-    pub async fn ensure_local_file(
+    /// Like `ensure_file` for a (large) local file, streamed. `verify` runs only when the
+    /// file is about to be uploaded (to check the local copy against its manifest).
+    pub async fn ensure_local_file<V, E>(
         &self,
         path: &str,
         local: &Path,
         sha256: &str,
         mode: u32,
-    ) -> Result<bool, NodeError> {
+        verify: V,
+    ) -> Result<bool, E>
+    where
+        V: FnOnce() -> Result<(), E>,
+        E: From<NodeError>,
+    {
         if self.file_matches(path, sha256, mode).await? {
             return Ok(false);
         }
         if self.dry_run {
             return Ok(true);
         }
-        Ok(self.session.upload_file(local, path, mode).await? == UploadOutcome::Written)
+        verify()?;
+        let written = self
+            .session
+            .upload_file(local, path, mode)
+            .await
+            .map_err(NodeError::from)?;
+        Ok(written == UploadOutcome::Written)
     }
 
     /// Make a directory exist with `mode`; true when it changed.
@@ -204,6 +290,18 @@ mod tests {
     fn quotes_for_the_shell() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn parses_snapshots() {
+        let s = Snapshot::parse(
+            "F abc 644 /etc/a b\nD 700 /var/lib/etcd\nU 1 etcd\nU 0 kubelet\njunk\n",
+        );
+        assert!(s.file_matches("/etc/a b", "abc", 0o644));
+        assert!(!s.file_matches("/etc/a b", "abc", 0o600));
+        assert_eq!(s.dirs["/var/lib/etcd"], 0o700);
+        assert!(s.units["etcd"]);
+        assert!(!s.units["kubelet"]);
     }
 
     #[test]

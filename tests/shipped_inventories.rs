@@ -6,13 +6,19 @@ use common::*;
 
 #[test]
 fn sample_inventory_is_valid() {
-    let out = db(std::env::temp_dir().as_path(), &["validate", "inventory/sample.yaml"]);
+    let out = db(
+        std::env::temp_dir().as_path(),
+        &["validate", "inventory/sample.yaml"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
 fn vagrant_inventory_is_valid_but_for_a_missing_vagrant_key() {
-    let out = db(std::env::temp_dir().as_path(), &["--json", "validate", "inventory/vagrant.yaml"]);
+    let out = db(
+        std::env::temp_dir().as_path(),
+        &["--json", "validate", "inventory/vagrant.yaml"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     if v["valid"] == true {
         return;

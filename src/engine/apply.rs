@@ -30,6 +30,8 @@ pub struct Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    #[error(transparent)]
+    Host(#[from] crate::node::NodeError),
     #[error("role {role}")]
     Node {
         role: String,
@@ -68,6 +70,32 @@ fn server_url(kind: &str, cluster: &ClusterContext) -> String {
     }
 }
 
+/// Where a wanted file's content comes from.
+enum Content<'a> {
+    Bytes(Vec<u8>),
+    /// A mirror artifact, streamed from disk and checked against its manifest before upload.
+    Artifact(&'a super::artifacts::Artifact),
+}
+
+struct Want<'a> {
+    dest: String,
+    sha256: String,
+    mode: u32,
+    content: Content<'a>,
+    label: String,
+}
+
+fn bytes_want<'a>(dest: String, data: Vec<u8>, mode: u32) -> Want<'a> {
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    Want {
+        label: dest.clone(),
+        dest,
+        sha256,
+        mode,
+        content: Content::Bytes(data),
+    }
+}
+
 pub async fn apply_role(
     env: &Env<'_>,
     node: &Node,
@@ -83,61 +111,38 @@ pub async fn apply_role(
         role: name.clone(),
         source,
     };
-    let verb = if node.dry_run { "would write" } else { "wrote" };
+    let a_err = |source| ApplyError::Artifact {
+        role: name.clone(),
+        source,
+    };
+    let dry = node.dry_run;
     let ctx = tera_context(env.cluster, node_ctx);
     let mut out = Outcome::default();
-    let mut unit_files_changed = false;
-    // Render first: a template error must surface before anything is uploaded.
-    let rendered = render_files(env.renderer, role, &ctx, node_ctx).map_err(r_err)?;
 
-    for d in &role.dirs {
-        let path = env.renderer.render_str(&d.path, &ctx).map_err(r_err)?;
-        let mode = parse_mode(&d.mode).unwrap_or(0o755);
-        if node.ensure_dir(&path, mode).await.map_err(n_err)? {
-            out.changes.push(format!(
-                "{} dir {path}",
-                if node.dry_run {
-                    "would create"
-                } else {
-                    "created"
-                }
-            ));
-        }
-    }
-
+    // Everything the role wants, computed locally first: a template or PKI error surfaces
+    // before anything is uploaded.
+    let mut wants: Vec<Want> = Vec::new();
     for b in &role.binaries {
-        let a = env
-            .artifacts
-            .get(&b.name, &role.name)
-            .map_err(|source| ApplyError::Artifact {
-                role: name.clone(),
-                source,
-            })?;
-        let dest = b.path();
-        let local = env.artifacts.path(a);
-        if node
-            .ensure_local_file(&dest, &local, &a.sha256, 0o755)
-            .await
-            .map_err(n_err)?
-        {
-            out.changes
-                .push(format!("{verb} {dest} ({} {})", a.name, a.version));
-        }
+        let a = env.artifacts.get(&b.name, &role.name).map_err(a_err)?;
+        wants.push(Want {
+            dest: b.path(),
+            sha256: a.sha256.clone(),
+            mode: 0o755,
+            content: Content::Artifact(a),
+            label: format!("{} ({} {})", b.path(), a.name, a.version),
+        });
     }
-
     for p in &role.pki {
         let src = env.renderer.render_str(&p.src, &ctx).map_err(r_err)?;
         let dest = env.renderer.render_str(&p.dest, &ctx).map_err(r_err)?;
-        let data = std::fs::read(env.pki_dir.join(&src)).map_err(|e| ApplyError::Pki {
+        let local = env.pki_dir.join(&src);
+        let data = std::fs::read(&local).map_err(|e| ApplyError::Pki {
             role: name.clone(),
-            reason: format!("{}: {e}", env.pki_dir.join(&src).display()),
+            reason: format!("{}: {e}", local.display()),
         })?;
         let mode = if src.ends_with(".key") { 0o600 } else { 0o644 };
-        if node.ensure_file(&dest, &data, mode).await.map_err(n_err)? {
-            out.changes.push(format!("{verb} {dest}"));
-        }
+        wants.push(bytes_want(dest, data, mode));
     }
-
     for k in &role.kubeconfigs {
         let stem = env.renderer.render_str(&k.cert, &ctx).map_err(r_err)?;
         let dest = env.renderer.render_str(&k.dest, &ctx).map_err(r_err)?;
@@ -148,28 +153,76 @@ pub async fn apply_role(
                     role: name.clone(),
                     reason: e.to_string(),
                 })?;
-        if node
-            .ensure_file(&dest, yaml.as_bytes(), 0o600)
-            .await
-            .map_err(n_err)?
-        {
-            out.changes.push(format!("{verb} {dest}"));
-        }
+        wants.push(bytes_want(dest, yaml.into_bytes(), 0o600));
+    }
+    for f in render_files(env.renderer, role, &ctx, node_ctx).map_err(r_err)? {
+        wants.push(bytes_want(f.dest, f.content, f.mode));
+    }
+    let mut dirs = Vec::new();
+    for d in &role.dirs {
+        let path = env.renderer.render_str(&d.path, &ctx).map_err(r_err)?;
+        dirs.push((path, parse_mode(&d.mode).unwrap_or(0o755)));
     }
 
-    for f in rendered {
-        if node
-            .ensure_file(&f.dest, &f.content, f.mode)
-            .await
-            .map_err(n_err)?
-        {
-            unit_files_changed |= f.dest.starts_with("/etc/systemd/");
-            out.changes.push(format!("{verb} {}", f.dest));
+    // What the host has now, in one round trip.
+    let paths: Vec<String> = wants.iter().map(|w| w.dest.clone()).collect();
+    let dir_paths: Vec<String> = dirs.iter().map(|(p, _)| p.clone()).collect();
+    let snap = node
+        .snapshot(&paths, &dir_paths, &role.units)
+        .await
+        .map_err(n_err)?;
+
+    let wrong_dirs: Vec<&(String, u32)> = dirs
+        .iter()
+        .filter(|(p, m)| snap.dirs.get(p) != Some(m))
+        .collect();
+    if !wrong_dirs.is_empty() && !dry {
+        let cmd = wrong_dirs
+            .iter()
+            .map(|(p, m)| format!("mkdir -p {q} && chmod {m:o} {q}", q = shell_quote(p)))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        node.sudo_ok(&cmd).await.map_err(n_err)?;
+    }
+    for (p, _) in &wrong_dirs {
+        out.changes.push(format!(
+            "{} dir {p}",
+            if dry { "would create" } else { "created" }
+        ));
+    }
+
+    let mut unit_files_changed = false;
+    for w in wants
+        .iter()
+        .filter(|w| !snap.file_matches(&w.dest, &w.sha256, w.mode))
+    {
+        if !dry {
+            match &w.content {
+                Content::Bytes(data) => {
+                    node.session
+                        .upload(data, &w.dest, w.mode)
+                        .await
+                        .map_err(|e| n_err(e.into()))?;
+                }
+                Content::Artifact(a) => {
+                    env.artifacts.verify(a).map_err(a_err)?;
+                    node.session
+                        .upload_file(&env.artifacts.path(a), &w.dest, w.mode)
+                        .await
+                        .map_err(|e| n_err(e.into()))?;
+                }
+            }
         }
+        unit_files_changed |= w.dest.starts_with("/etc/systemd/");
+        out.changes.push(format!(
+            "{} {}",
+            if dry { "would write" } else { "wrote" },
+            w.label
+        ));
     }
 
     let changed = !out.changes.is_empty();
-    if changed && !node.dry_run {
+    if changed && !dry {
         if unit_files_changed {
             node.sudo_ok("systemctl daemon-reload")
                 .await
@@ -181,42 +234,59 @@ pub async fn apply_role(
         }
     }
 
-    for unit in &role.units {
-        let q = shell_quote(unit);
-        if changed {
-            if !node.dry_run {
-                node.sudo_ok(&format!(
-                    "systemctl enable --quiet {q} && systemctl restart {q}"
-                ))
-                .await
-                .map_err(n_err)?;
-            }
-            out.changes.push(format!(
-                "{} {unit}",
-                if node.dry_run {
-                    "would restart"
-                } else {
-                    "restarted"
-                }
-            ));
-        } else if !node.unit_running(unit).await.map_err(n_err)? {
-            if !node.dry_run {
-                node.sudo_ok(&format!("systemctl enable --quiet --now {q}"))
-                    .await
-                    .map_err(n_err)?;
-            }
-            out.changes.push(format!(
-                "{} {unit}",
-                if node.dry_run {
-                    "would start"
-                } else {
-                    "started"
-                }
-            ));
+    // Units restart only when this role changed something; otherwise only stopped ones start.
+    let to_restart: Vec<&String> = if changed {
+        role.units.iter().collect()
+    } else {
+        Vec::new()
+    };
+    let to_start: Vec<&String> = if changed {
+        Vec::new()
+    } else {
+        role.units
+            .iter()
+            .filter(|u| snap.units.get(*u) != Some(&true))
+            .collect()
+    };
+    let join = |v: &[&String]| {
+        v.iter()
+            .map(|u| shell_quote(u))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if !dry {
+        if !to_restart.is_empty() {
+            let us = join(&to_restart);
+            node.sudo_ok(&format!(
+                "systemctl enable --quiet {us} && systemctl restart {us}"
+            ))
+            .await
+            .map_err(n_err)?;
+        }
+        if !to_start.is_empty() {
+            node.sudo_ok(&format!(
+                "systemctl enable --quiet --now {}",
+                join(&to_start)
+            ))
+            .await
+            .map_err(n_err)?;
         }
     }
+    for u in &to_restart {
+        out.changes.push(format!(
+            "{} {u}",
+            if dry { "would restart" } else { "restarted" }
+        ));
+    }
+    for u in &to_start {
+        out.changes.push(format!(
+            "{} {u}",
+            if dry { "would start" } else { "started" }
+        ));
+    }
 
-    if !node.dry_run {
+    // Health is proven when something moved; an untouched role was proven by the run that set it.
+    if !dry && !out.changes.is_empty() {
         for h in &role.health {
             let cmd = env.renderer.render_str(&h.command, &ctx).map_err(r_err)?;
             wait_healthy(node, &role.name, &h.name, &cmd, h.timeout_secs).await?;

@@ -67,7 +67,9 @@ pub enum ArtifactError {
 pub struct Artifacts {
     pub dir: PathBuf,
     pub kubernetes_version: String,
-    by_name: BTreeMap<String, Artifact>,
+    /// Binaries and images by name: the two kinds may share a name (`coredns`).
+    binaries: BTreeMap<String, Artifact>,
+    images: BTreeMap<String, Artifact>,
 }
 
 impl Artifacts {
@@ -81,19 +83,20 @@ impl Artifacts {
             dir: dir.to_path_buf(),
             reason: format!("{}: {e}", file.display()),
         })?;
+        let (images, binaries): (Vec<Artifact>, Vec<Artifact>) =
+            m.artifacts.into_iter().partition(|a| a.kind == Kind::Image);
+        let by_name = |v: Vec<Artifact>| v.into_iter().map(|a| (a.name.clone(), a)).collect();
         Ok(Artifacts {
             dir: dir.to_path_buf(),
             kubernetes_version: m.kubernetes_version,
-            by_name: m
-                .artifacts
-                .into_iter()
-                .map(|a| (a.name.clone(), a))
-                .collect(),
+            binaries: by_name(binaries),
+            images: by_name(images),
         })
     }
 
+    /// A binary by name.
     pub fn get(&self, name: &str, role: &str) -> Result<&Artifact, ArtifactError> {
-        self.by_name
+        self.binaries
             .get(name)
             .ok_or_else(|| ArtifactError::Missing {
                 dir: self.dir.clone(),
@@ -107,14 +110,13 @@ impl Artifacts {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Artifact> {
-        self.by_name.values()
+        self.binaries.values().chain(self.images.values())
     }
 
     /// Image references by short name, for templates.
     pub fn images(&self) -> BTreeMap<String, String> {
-        self.by_name
+        self.images
             .values()
-            .filter(|a| a.kind == Kind::Image)
             .filter_map(|a| a.reference.clone().map(|r| (a.name.clone(), r)))
             .collect()
     }

@@ -4,19 +4,15 @@
 use super::artifacts::{Artifacts, Kind};
 use crate::node::{Node, NodeError, shell_quote};
 
-const IMAGE_DIR: &str = "/var/lib/director-boot/images";
-
-/// Is this image reference known to the node's containerd (CRI namespace)?
-pub async fn present(node: &Node, reference: &str) -> Result<bool, NodeError> {
-    let out = node
-        .session
-        .sudo(&format!(
-            "ctr -n k8s.io images ls -q | grep -Fx {}",
-            shell_quote(reference)
-        ))
-        .await?;
-    Ok(out.success())
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Artifact(#[from] super::artifacts::ArtifactError),
 }
+
+const IMAGE_DIR: &str = "/var/lib/director-boot/images";
 
 /// Import one OCI archive already on the node.
 pub async fn import(node: &Node, archive: &str) -> Result<(), NodeError> {
@@ -29,25 +25,45 @@ pub async fn import(node: &Node, archive: &str) -> Result<(), NodeError> {
 }
 
 /// Make every image of the mirror present on the node; returns change lines.
-pub async fn load_all(node: &Node, artifacts: &Artifacts) -> Result<Vec<String>, NodeError> {
+pub async fn load_all(node: &Node, artifacts: &Artifacts) -> Result<Vec<String>, ImageError> {
+    let images: Vec<_> = artifacts
+        .all()
+        .filter(|a| a.kind == Kind::Image && a.reference.is_some())
+        .collect();
+    let dests: Vec<String> = images
+        .iter()
+        .map(|a| format!("{IMAGE_DIR}/{}.tar", a.name))
+        .collect();
+    let snap = node.snapshot(&dests, &[], &[]).await?;
+    // No containerd yet (dry run on a fresh host): nothing is present.
+    let listed = node
+        .session
+        .sudo("ctr -n k8s.io images ls -q")
+        .await
+        .map_err(NodeError::from)?;
+    let present: Vec<&str> = if listed.success() {
+        listed.stdout.lines().collect()
+    } else {
+        Vec::new()
+    };
     let mut changes = Vec::new();
-    for a in artifacts.all().filter(|a| a.kind == Kind::Image) {
-        let Some(reference) = a.reference.as_deref() else {
-            continue;
-        };
-        let dest = format!("{IMAGE_DIR}/{}.tar", a.name);
-        let copied = node
-            .ensure_local_file(&dest, &artifacts.path(a), &a.sha256, 0o644)
-            .await?;
-        if copied || node.dry_run || !present(node, reference).await? {
+    for (a, dest) in images.iter().zip(&dests) {
+        let reference = a.reference.as_deref().unwrap_or_default();
+        let copy = !snap.file_matches(dest, &a.sha256, 0o644);
+        if copy && !node.dry_run {
+            artifacts.verify(a)?;
+            node.session
+                .upload_file(&artifacts.path(a), dest, 0o644)
+                .await
+                .map_err(NodeError::from)?;
+        }
+        if copy || !present.contains(&reference) {
             if node.dry_run {
-                if copied || !present(node, reference).await.unwrap_or(false) {
-                    changes.push(format!("would import {reference}"));
-                }
-                continue;
+                changes.push(format!("would import {reference}"));
+            } else {
+                import(node, dest).await?;
+                changes.push(format!("imported {reference}"));
             }
-            import(node, &dest).await?;
-            changes.push(format!("imported {reference}"));
         }
     }
     Ok(changes)

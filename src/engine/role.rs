@@ -66,16 +66,22 @@ pub struct RoleDef {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BinaryRef {
+    /// Artifact name in the mirror's manifest.
     pub name: String,
+    /// Directory on the node (default /usr/local/bin).
     #[serde(default)]
     pub dest: Option<String>,
+    /// File name on the node when it differs from the artifact name (`cni-bridge` → `bridge`).
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 impl BinaryRef {
     /// Where the binary goes on the node: `dest` is a directory (default /usr/local/bin).
     pub fn path(&self) -> String {
         let dir = self.dest.as_deref().unwrap_or("/usr/local/bin");
-        format!("{}/{}", dir.trim_end_matches('/'), self.name)
+        let file = self.file.as_deref().unwrap_or(&self.name);
+        format!("{}/{}", dir.trim_end_matches('/'), file)
     }
 }
 
