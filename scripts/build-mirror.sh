@@ -361,7 +361,7 @@ image_artifacts() {
 # ---- manifest ---------------------------------------------------------------
 linkage() {
   local f=$1 libs
-  if file -b "$f" | grep -q 'statically linked'; then
+  if [[ $(file -b "$f") == *"statically linked"* ]]; then
     printf 'static'
   else
     libs=$(readelf -d "$f" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | paste -sd' ')
@@ -371,10 +371,11 @@ linkage() {
 
 # sha256 from the previous stamp when size+mtime are unchanged, else hashed.
 artifact_sha() {
-  local rel=$1 stamp old
+  local rel=$1 stamp old=""
   stamp=$(file_stamp "$MIRROR/$rel")
-  old=$( [[ -f $STAMPS.old ]] && awk -v r="$rel" -v s="$stamp" \
-    '$1 == r && ($2" "$3) == s {print $4}' "$STAMPS.old")
+  if [[ -f $STAMPS.old ]]; then
+    old=$(awk -v r="$rel" -v s="$stamp" '$1 == r && ($2" "$3) == s {print $4}' "$STAMPS.old")
+  fi
   [[ -n $old ]] && { printf '%s' "$old"; return; }
   sha256sum <"$MIRROR/$rel" | cut -d' ' -f1
 }

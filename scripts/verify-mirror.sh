@@ -215,7 +215,8 @@ EOF
 
 ctr_() { PATH="$BIN:$PATH" "$BIN/ctr" --address "$TMP/containerd/containerd.sock" -n k8s.io "$@"; }
 
-pause_stopped() { ! ctr_ tasks ls | grep -q 'verify-pause.*RUNNING'; }
+pause_running() { [[ $(ctr_ tasks ls) =~ verify-pause[[:space:]]+[0-9]+[[:space:]]+RUNNING ]]; }
+pause_stopped() { ! pause_running; }
 
 image_refs() {
   sed -n 's/.*"ref": *"\([^"]*\)".*/\1/p' "$MIRROR/manifest.json"
@@ -235,7 +236,7 @@ check_images() {
   [[ $out == *CoreDNS* ]] || die "coredns run: $out"
   ctr_ run -d "$(image_refs | grep /pause:)" verify-pause >/dev/null
   sleep 0.5
-  ctr_ tasks ls | grep -q 'verify-pause.*RUNNING' || die "pause not running"
+  pause_running || die "pause not running"
   ctr_ tasks kill -s SIGTERM verify-pause
   wait_for 10 "pause exit" pause_stopped
   ctr_ tasks rm verify-pause >/dev/null 2>&1 || true
