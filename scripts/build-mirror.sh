@@ -387,6 +387,7 @@ write_manifest() {
   : >"$MIRROR/SHA256SUMS.tmp"
   {
     printf '{\n  "kubernetes_version": "%s",\n' "$K8S_VERSION"
+    printf '  "go_version": "%s",\n' "$(go env GOVERSION)"
     printf '  "generated_at": "%s",\n  "artifacts": [' "$(date -u +%FT%TZ)"
     for row in "${ARTIFACTS[@]}"; do
       IFS=$'\t' read -r name version kind rel src <<<"$row"
@@ -432,4 +433,4 @@ main() {
   log "mirror ready: $MIRROR ($(du -sh "$MIRROR" | cut -f1))"
 }
 
-main "$@"
+main "$@"; exit
