@@ -433,4 +433,4 @@ main() {
   log "mirror ready: $MIRROR ($(du -sh "$MIRROR" | cut -f1))"
 }
 
-main "$@"; exit
+main "$@"

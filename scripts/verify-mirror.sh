@@ -256,4 +256,4 @@ main() {
   log "ALL OK in $((SECONDS - t0))s"
 }
 
-main "$@"; exit
+main "$@"
