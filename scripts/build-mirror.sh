@@ -22,6 +22,10 @@ readonly K8S_VERSION=v1.36.3      # k8s.io/kubernetes (Go module proxy)
 readonly CRICTL_VERSION=v1.36.0   # sigs.k8s.io/cri-tools
 readonly COREDNS_VERSION=v1.14.7  # github.com/coredns/coredns
 readonly PAUSE_TAG=3.10           # tag given to our own images/pause/pause.c
+# Fixed timestamp for image configs, layers and archives: images are
+# reproducible (same inputs -> same digests). SOURCE_DATE_EPOCH overrides.
+IMAGE_CREATED=$(date -u -d "@${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)
+readonly IMAGE_CREATED
 readonly DEB_PACKAGES=(etcd-server etcd-client containerd runc
   containernetworking-plugins busybox-static)
 readonly K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler
@@ -85,7 +89,8 @@ take_lock() {
 # Fingerprint of everything that decides the mirror's content.
 fingerprint() {
   {
-    printf '%s\n' "$K8S_VERSION" "$CRICTL_VERSION" "$COREDNS_VERSION" "$PAUSE_TAG"
+    printf '%s\n' "$K8S_VERSION" "$CRICTL_VERSION" "$COREDNS_VERSION" "$PAUSE_TAG" \
+      "$IMAGE_CREATED"
     printf '%s\n' "${DEB_PACKAGES[@]}" "${K8S_COMMANDS[@]}"
     sha256sum <"$PAUSE_SRC"
   } | sha256sum | cut -d' ' -f1
@@ -331,12 +336,16 @@ oci_image() {
     umoci new --image "$layout:$ref"
     umoci unpack --image "$layout:$ref" "$bundle" >/dev/null
     "$populate" "$bundle/rootfs"
-    umoci repack --image "$layout:$ref" --history.created_by "build-mirror.sh" "$bundle"
+    find "$bundle/rootfs" -exec touch -h -d "$IMAGE_CREATED" {} +
+    umoci repack --image "$layout:$ref" --history.created "$IMAGE_CREATED" \
+      --history.created_by "scripts/build-mirror.sh" "$bundle"
     umoci config --image "$layout:$ref" --author director-boot \
+      --created "$IMAGE_CREATED" --history.created "$IMAGE_CREATED" \
       --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
     umoci gc --layout "$layout"
     mkdir -p "$MIRROR/images"
-    tar -C "$layout" -cf "$MIRROR/$rel.tmp" oci-layout index.json blobs
+    tar -C "$layout" --sort=name --mtime="$IMAGE_CREATED" --owner=0 --group=0 \
+      --numeric-owner -cf "$MIRROR/$rel.tmp" oci-layout index.json blobs
     mv -f "$MIRROR/$rel.tmp" "$MIRROR/$rel"
     rm -rf "$layout" "$bundle"
   fi
