@@ -181,6 +181,38 @@ check_kubectl() {
   log "kubectl: server $kv, namespace created"
 }
 
+healthz_ok() { [[ $(curl -sk --max-time 2 "https://127.0.0.1:$1/healthz") == ok ]]; }
+
+# kube-controller-manager and kube-scheduler against the apiserver: /healthz.
+check_controllers() {
+  local cm sch d=$TMP/pki
+  cm=$(free_port); sch=$(free_port)
+  start_bg kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig "$TMP/kubeconfig" --bind-address 127.0.0.1 --secure-port "$cm" \
+    --leader-elect=false --service-account-private-key-file "$d/sa.key" \
+    --root-ca-file "$d/ca.crt" --controllers '*,-nodeipam'
+  start_bg kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$TMP/kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$sch" --leader-elect=false
+  wait_for 60 kube-controller-manager healthz_ok "$cm"
+  wait_for 60 kube-scheduler healthz_ok "$sch"
+  log "kube-controller-manager and kube-scheduler /healthz ok"
+  check_deployment
+}
+
+# Deployment -> ReplicaSet -> Pod (controller-manager), Pod marked
+# Unschedulable because there are no nodes (scheduler).
+pod_unschedulable() {
+  [[ $("$BIN/kubectl" --kubeconfig "$TMP/kubeconfig" -n verify-mirror get pods \
+    -l app=verify -o jsonpath='{.items[0].status.conditions[0].reason}') == Unschedulable ]]
+}
+
+check_deployment() {
+  "$BIN/kubectl" --kubeconfig "$TMP/kubeconfig" -n verify-mirror create deployment verify \
+    --image registry.k8s.io/pause:3.10 >/dev/null
+  wait_for 60 "deployment -> pod (Unschedulable)" pod_unschedulable
+  log "deployment -> replicaset -> pod created; scheduler: Unschedulable (no nodes)"
+}
+
 check_control_plane() {
   local kv=$1 ep pp ap t0=$SECONDS
   ep=$(free_port); pp=$(free_port); ap=$(free_port)
@@ -191,6 +223,7 @@ check_control_plane() {
   log "kube-apiserver /readyz ok on 127.0.0.1:$ap (etcd 127.0.0.1:$ep) after $((SECONDS - t0))s"
   write_kubeconfig "$ap"
   check_kubectl "$kv"
+  check_controllers
 }
 
 # ---- containerd + images ------------------------------------------------------
