@@ -1,0 +1,445 @@
+#!/usr/bin/env bash
+# Build director-boot's artifact mirror: every binary and image that
+# `director-boot init` uploads to nodes, built or extracted locally, into a
+# cache OUTSIDE the repository.
+#
+#   ${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/mirror/
+#     bin/       kube-apiserver kube-controller-manager kube-scheduler kubelet
+#                kube-proxy kubectl crictl coredns etcd etcdctl containerd
+#                containerd-shim-runc-v2 ctr runc
+#     cni/       CNI plugins (bridge, host-local, loopback, portmap, ...)
+#     images/    pause.tar coredns.tar busybox.tar (OCI archives for
+#                `ctr -n k8s.io images import`)
+#     manifest.json  SHA256SUMS
+#
+# Idempotent: when every output is present and unchanged (size+mtime stamp,
+# or sha256 with --verify) it exits in seconds. See scripts/README.md.
+set -euo pipefail
+shopt -s inherit_errexit
+
+# ---- pins -------------------------------------------------------------------
+readonly K8S_VERSION=v1.36.3      # k8s.io/kubernetes (Go module proxy)
+readonly CRICTL_VERSION=v1.36.0   # sigs.k8s.io/cri-tools
+readonly COREDNS_VERSION=v1.14.7  # github.com/coredns/coredns
+readonly PAUSE_TAG=3.10           # tag given to our own images/pause/pause.c
+# Fixed timestamp for image configs, layers and archives: images are
+# reproducible (same inputs -> same digests). SOURCE_DATE_EPOCH overrides.
+IMAGE_CREATED=$(date -u -d "@${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)
+readonly IMAGE_CREATED
+readonly DEB_PACKAGES=(etcd-server etcd-client containerd runc
+  containernetworking-plugins busybox-static)
+readonly K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler
+  kubelet kube-proxy kubectl)
+
+# ---- paths ------------------------------------------------------------------
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO_ROOT
+readonly CACHE_DIR=${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}
+readonly MIRROR=$CACHE_DIR/mirror
+readonly WORK=$CACHE_DIR/work
+readonly STAMPS=$MIRROR/.stamps
+readonly PAUSE_SRC=$REPO_ROOT/images/pause/pause.c
+
+export GOCACHE=${DIRECTOR_BOOT_GOCACHE:-$CACHE_DIR/go/build}
+export GOMODCACHE=${DIRECTOR_BOOT_GOMODCACHE:-$CACHE_DIR/go/mod}
+export GOPATH=$CACHE_DIR/go/path
+export GOTOOLCHAIN=local GOFLAGS="-modcacherw -buildvcs=false" CGO_ENABLED=0
+
+VERIFY_FULL=0
+ARTIFACTS=()   # "name<TAB>version<TAB>kind<TAB>relpath<TAB>source" rows
+
+log() { printf '[build-mirror %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+usage() {
+  cat <<EOF
+usage: $0 [--verify] [--help]
+  --verify   re-hash every artifact (sha256) instead of the size+mtime stamp
+env: DIRECTOR_BOOT_CACHE_DIR (default \$HOME/.cache/director-boot),
+     DIRECTOR_BOOT_GOCACHE, DIRECTOR_BOOT_GOMODCACHE (default under the cache dir)
+EOF
+}
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+      --verify) VERIFY_FULL=1 ;;
+      -h | --help) usage; exit 0 ;;
+      *) usage >&2; exit 2 ;;
+    esac
+    shift
+  done
+}
+
+require_tools() {
+  local missing=() t
+  for t in go gcc umoci dpkg-deb apt-get file readelf sha256sum tar stat flock; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  die "missing tools: ${missing[*]} (Debian: apt-get install golang gcc libc6-dev umoci file binutils)"
+}
+
+take_lock() {
+  mkdir -p "$CACHE_DIR"
+  exec 9>"$CACHE_DIR/.build-mirror.lock"
+  flock -n 9 || die "another build-mirror.sh holds $CACHE_DIR/.build-mirror.lock"
+}
+
+# Fingerprint of everything that decides the mirror's content.
+fingerprint() {
+  {
+    printf '%s\n' "$K8S_VERSION" "$CRICTL_VERSION" "$COREDNS_VERSION" "$PAUSE_TAG" \
+      "$IMAGE_CREATED"
+    printf '%s\n' "${DEB_PACKAGES[@]}" "${K8S_COMMANDS[@]}"
+    sha256sum <"$PAUSE_SRC"
+  } | sha256sum | cut -d' ' -f1
+}
+
+file_stamp() { stat -c '%s %Y' "$1"; }
+
+# ---- warm path ----------------------------------------------------------------
+# 0 when manifest.json exists, the fingerprint matches and every recorded file
+# still has its recorded size+mtime (or sha256 with --verify).
+mirror_is_current() {
+  [[ -s $MIRROR/manifest.json && -s $STAMPS ]] || return 1
+  local fp rel size mtime sha
+  read -r _ fp <"$STAMPS"
+  [[ $fp == "$(fingerprint)" ]] || { log "pins or sources changed"; return 1; }
+  while read -r rel size mtime sha; do
+    [[ -f $MIRROR/$rel ]] || { log "missing: $rel"; return 1; }
+    if ((VERIFY_FULL)); then
+      [[ $(sha256sum <"$MIRROR/$rel" | cut -d' ' -f1) == "$sha" ]] ||
+        { log "sha256 mismatch: $rel"; return 1; }
+    else
+      [[ $(file_stamp "$MIRROR/$rel") == "$size $mtime" ]] ||
+        { log "changed since last build: $rel"; return 1; }
+    fi
+  done < <(tail -n +2 "$STAMPS")
+}
+
+# Drop outputs that no longer match their recorded sha256 (so they get rebuilt);
+# on a pin change, drop the whole mirror.
+invalidate_stale() {
+  [[ -s $STAMPS ]] || return 0
+  local fp rel size mtime sha
+  read -r _ fp <"$STAMPS"
+  if [[ $fp != "$(fingerprint)" ]]; then
+    log "fingerprint changed: clearing $MIRROR"
+    rm -rf "$MIRROR"
+    return 0
+  fi
+  while read -r rel size mtime sha; do
+    [[ -f $MIRROR/$rel ]] || continue
+    [[ $(file_stamp "$MIRROR/$rel") == "$size $mtime" ]] && ((!VERIFY_FULL)) && continue
+    [[ $(sha256sum <"$MIRROR/$rel" | cut -d' ' -f1) == "$sha" ]] && continue
+    log "invalid, will rebuild: $rel"
+    rm -f "$MIRROR/$rel"
+  done < <(tail -n +2 "$STAMPS")
+}
+
+all_present() {
+  local rel
+  for rel in "$@"; do [[ -s $MIRROR/$rel ]] || return 1; done
+}
+
+record() { ARTIFACTS+=("$(printf '%s\t%s\t%s\t%s\t%s' "$@")"); }
+
+# Atomic install of an executable into the mirror.
+put_binary() {
+  local src=$1 rel=$2
+  mkdir -p "$(dirname "$MIRROR/$rel")"
+  install -m 0755 "$src" "$MIRROR/$rel.tmp"
+  mv -f "$MIRROR/$rel.tmp" "$MIRROR/$rel"
+}
+
+# ---- Debian packages (.deb extracted, never installed) ---------------------
+fetch_debs() {
+  local dir=$WORK/debs pkg missing=()
+  mkdir -p "$dir"
+  for pkg in "${DEB_PACKAGES[@]}"; do
+    compgen -G "$dir/${pkg}_*.deb" >/dev/null || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  log "apt-get download ${missing[*]}"
+  (cd "$dir" && apt-get download "${missing[@]}" 2>/dev/null) || {
+    log "apt-get download failed; running apt-get update once"
+    apt-get update -qq
+    (cd "$dir" && apt-get download "${missing[@]}")
+  }
+}
+
+deb_file() { compgen -G "$WORK/debs/${1}_*.deb" | sort -V | tail -n 1; }
+deb_version() { dpkg-deb -f "$(deb_file "$1")" Version; }
+
+extract_deb() {
+  local pkg=$1 root=$WORK/debroot/$1
+  if [[ ! -d $root ]]; then
+    rm -rf "$root.tmp"
+    mkdir -p "$root.tmp"
+    dpkg-deb -x "$(deb_file "$pkg")" "$root.tmp"
+    mv "$root.tmp" "$root"
+  fi
+  printf '%s\n' "$root"
+}
+
+# deb_binary PKG PATH-IN-DEB MIRROR-RELPATH NAME
+deb_binary() {
+  local pkg=$1 inpath=$2 rel=$3 name=$4 root
+  if ! all_present "$rel"; then
+    root=$(extract_deb "$pkg")
+    put_binary "$root/$inpath" "$rel"
+  fi
+  record "$name" "$(deb_version "$pkg")" binary "$rel" "debian:$pkg"
+}
+
+deb_artifacts() {
+  fetch_debs
+  deb_binary etcd-server usr/bin/etcd bin/etcd etcd
+  deb_binary etcd-client usr/bin/etcdctl bin/etcdctl etcdctl
+  deb_binary containerd usr/bin/containerd bin/containerd containerd
+  deb_binary containerd usr/bin/containerd-shim-runc-v2 bin/containerd-shim-runc-v2 containerd-shim-runc-v2
+  deb_binary containerd usr/bin/ctr bin/ctr ctr
+  deb_binary runc usr/sbin/runc bin/runc runc
+  cni_artifacts
+}
+
+cni_artifacts() {
+  local root plugin
+  root=$(extract_deb containernetworking-plugins)
+  for plugin in "$root"/usr/lib/cni/*; do
+    deb_binary containernetworking-plugins "usr/lib/cni/${plugin##*/}" \
+      "cni/${plugin##*/}" "cni-${plugin##*/}"
+  done
+}
+
+# ---- Go builds ----------------------------------------------------------------
+k8s_ldflags() {
+  local v=$K8S_VERSION released=$1 minor pkg flags="-s -w"
+  minor=${v#v1.}; minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=archive -X $pkg.buildDate=$released"
+  done
+  printf '%s\n' "$flags"
+}
+
+# Staging modules = the k8s.io/* modules that k8s.io/kubernetes requires at
+# the placeholder version v0.0.0 (its own go.mod replaces them with ./staging).
+k8s_staging_modules() {
+  awk '/^require[ \t]*\(/ {r=1; next} r && /^\)/ {r=0}
+       r && $1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$1"
+}
+
+# Writes the generated module into $1; prints kubernetes' release time.
+write_k8s_module() {
+  local dir=$1 json gomod staging_v mod
+  mkdir -p "$dir"
+  json=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION")
+  gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p' <<<"$json")
+  [[ -s $gomod ]] || die "no go.mod for k8s.io/kubernetes@$K8S_VERSION"
+  staging_v=v0.${K8S_VERSION#v1.}
+  {
+    printf 'module director-boot.local/mirror/kubernetes\n\ngo 1.26\n\n'
+    printf 'require k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+    for mod in $(k8s_staging_modules "$gomod"); do
+      printf '\t%s => %s %s\n' "$mod" "$mod" "$staging_v"
+    done
+    printf ')\n'
+  } >"$dir/go.mod"
+  sed -n 's/.*"Time": *"\([^"]*\)".*/\1/p' "${gomod%.mod}.info"
+}
+
+k8s_artifacts() {
+  local rels=() c dir=$WORK/go-kubernetes-$K8S_VERSION released out pkgs=()
+  for c in "${K8S_COMMANDS[@]}"; do rels+=("bin/$c"); done
+  if ! all_present "${rels[@]}"; then
+    released=$(write_k8s_module "$dir")
+    log "building kubernetes $K8S_VERSION (${K8S_COMMANDS[*]}); cold: several minutes"
+    out=$(mktemp -d "$WORK/k8s-out.XXXXXX")
+    for c in "${K8S_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    (cd "$dir" && go build -mod=mod -trimpath -tags providerless \
+      -ldflags "$(k8s_ldflags "$released")" -o "$out/" "${pkgs[@]}")
+    for c in "${K8S_COMMANDS[@]}"; do put_binary "$out/$c" "bin/$c"; done
+    rm -rf "$out"
+  fi
+  for c in "${K8S_COMMANDS[@]}"; do
+    record "$c" "$K8S_VERSION" binary "bin/$c" "go:k8s.io/kubernetes@$K8S_VERSION"
+  done
+}
+
+# A generated module that only requires MODULE@VERSION, so the tool is built
+# with exactly the dependency versions its own go.mod pins. (`go install
+# pkg@version` is avoided: it reads the proxy's @v/list, which this proxy
+# refuses for some modules, e.g. cri-tools.)
+write_tool_module() {
+  local dir=$1 module=$2 version=$3
+  mkdir -p "$dir"
+  printf 'module director-boot.local/mirror/%s\n\ngo 1.26\n\nrequire %s %s\n' \
+    "${module##*/}" "$module" "$version" >"$dir/go.mod"
+}
+
+# go_tool_binary NAME MODULE PACKAGE VERSION LDFLAGS
+go_tool_binary() {
+  local name=$1 module=$2 pkg=$3 version=$4 ldflags=$5 dir=$WORK/go-$1-$4 out
+  if ! all_present "bin/$name"; then
+    log "building $name $version"
+    write_tool_module "$dir" "$module" "$version"
+    out=$(mktemp -d "$WORK/$name-out.XXXXXX")
+    (cd "$dir" && go build -mod=mod -trimpath -ldflags "$ldflags" -o "$out/$name" "$pkg")
+    put_binary "$out/$name" "bin/$name"
+    rm -rf "$out"
+  fi
+  record "$name" "$version" binary "bin/$name" "go:${pkg}@$version"
+}
+
+go_tool_artifacts() {
+  go_tool_binary crictl sigs.k8s.io/cri-tools sigs.k8s.io/cri-tools/cmd/crictl \
+    "$CRICTL_VERSION" "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+  go_tool_binary coredns github.com/coredns/coredns github.com/coredns/coredns \
+    "$COREDNS_VERSION" "-s -w"
+}
+
+# ---- images (umoci: OCI layout -> tar accepted by `ctr images import`) ------
+build_pause_binary() {
+  local out=$WORK/pause
+  gcc -Os -static -s -Wall -Wextra -o "$out.tmp" "$PAUSE_SRC"
+  mv -f "$out.tmp" "$out"
+  printf '%s\n' "$out"
+}
+
+busybox_rootfs() {
+  local rootfs=$1 bb applet
+  bb=$(extract_deb busybox-static)/bin/busybox
+  install -D -m 0755 "$bb" "$rootfs/bin/busybox"
+  while read -r applet; do
+    [[ $applet == bin/busybox ]] && continue
+    mkdir -p "$rootfs/$(dirname "$applet")"
+    ln -sf /bin/busybox "$rootfs/$applet"
+  done < <("$bb" --list-full)
+  mkdir -p "$rootfs/tmp" "$rootfs/etc" "$rootfs/root"
+  chmod 1777 "$rootfs/tmp"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\n' >"$rootfs/etc/group"
+}
+
+# oci_image NAME REF POPULATE-FN [umoci config args...]
+oci_image() {
+  local name=$1 ref=$2 populate=$3 layout bundle rel=images/$1.tar
+  shift 3
+  if ! all_present "$rel"; then
+    log "image $ref"
+    layout=$WORK/oci/$name
+    bundle=$WORK/oci/$name-bundle
+    rm -rf "$layout" "$bundle"
+    umoci init --layout "$layout"
+    umoci new --image "$layout:$ref"
+    umoci unpack --image "$layout:$ref" "$bundle" >/dev/null
+    "$populate" "$bundle/rootfs"
+    find "$bundle/rootfs" -exec touch -h -d "$IMAGE_CREATED" {} +
+    umoci repack --image "$layout:$ref" --history.created "$IMAGE_CREATED" \
+      --history.created_by "scripts/build-mirror.sh" "$bundle"
+    umoci config --image "$layout:$ref" --author director-boot \
+      --created "$IMAGE_CREATED" --history.created "$IMAGE_CREATED" \
+      --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+    umoci gc --layout "$layout"
+    mkdir -p "$MIRROR/images"
+    tar -C "$layout" --sort=name --mtime="$IMAGE_CREATED" --owner=0 --group=0 \
+      --numeric-owner -cf "$MIRROR/$rel.tmp" oci-layout index.json blobs
+    mv -f "$MIRROR/$rel.tmp" "$MIRROR/$rel"
+    rm -rf "$layout" "$bundle"
+  fi
+  record "$name" "${ref##*:}" image "$rel" "ref:$ref"
+}
+
+pause_rootfs() { install -m 0755 "$(build_pause_binary)" "$1/pause"; }
+coredns_rootfs() { install -m 0755 "$MIRROR/bin/coredns" "$1/coredns"; }
+
+image_artifacts() {
+  local bbv
+  bbv=$(deb_version busybox-static)        # e.g. 1:1.35.0-4+deb12u1+b1
+  bbv=${bbv#*:}; bbv=${bbv%%-*}; bbv=${bbv%.*}   # -> 1.35
+  oci_image pause "registry.k8s.io/pause:$PAUSE_TAG" pause_rootfs \
+    --config.entrypoint /pause --config.user 65535:65535
+  oci_image coredns "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" coredns_rootfs \
+    --config.entrypoint /coredns --config.exposedports 53/udp \
+    --config.exposedports 53/tcp --config.exposedports 9153/tcp
+  oci_image busybox "docker.io/library/busybox:$bbv" busybox_rootfs --config.cmd sh
+}
+
+# ---- manifest ---------------------------------------------------------------
+linkage() {
+  local f=$1 libs
+  if [[ $(file -b "$f") == *"statically linked"* ]]; then
+    printf 'static'
+  else
+    libs=$(readelf -d "$f" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | paste -sd' ')
+    printf 'dynamic (%s)' "$libs"
+  fi
+}
+
+# sha256 from the previous stamp when size+mtime are unchanged, else hashed.
+artifact_sha() {
+  local rel=$1 stamp old=""
+  stamp=$(file_stamp "$MIRROR/$rel")
+  if [[ -f $STAMPS.old ]]; then
+    old=$(awk -v r="$rel" -v s="$stamp" '$1 == r && ($2" "$3) == s {print $4}' "$STAMPS.old")
+  fi
+  [[ -n $old ]] && { printf '%s' "$old"; return; }
+  sha256sum <"$MIRROR/$rel" | cut -d' ' -f1
+}
+
+write_manifest() {
+  local row name version kind rel src sha size sep="" extra
+  [[ -f $STAMPS ]] && mv -f "$STAMPS" "$STAMPS.old"
+  printf '# %s\n' "$(fingerprint)" >"$STAMPS.tmp"
+  : >"$MIRROR/SHA256SUMS.tmp"
+  {
+    printf '{\n  "kubernetes_version": "%s",\n' "$K8S_VERSION"
+    printf '  "go_version": "%s",\n' "$(go env GOVERSION)"
+    printf '  "generated_at": "%s",\n  "artifacts": [' "$(date -u +%FT%TZ)"
+    for row in "${ARTIFACTS[@]}"; do
+      IFS=$'\t' read -r name version kind rel src <<<"$row"
+      sha=$(artifact_sha "$rel")
+      size=$(stat -c %s "$MIRROR/$rel")
+      printf '%s %s %s\n' "$rel" "$(file_stamp "$MIRROR/$rel")" "$sha" >>"$STAMPS.tmp"
+      printf '%s  %s\n' "$sha" "$rel" >>"$MIRROR/SHA256SUMS.tmp"
+      if [[ $kind == binary ]]; then
+        extra=$(printf '"linkage": "%s"' "$(linkage "$MIRROR/$rel")")
+      else
+        extra=$(printf '"ref": "%s", "format": "oci-archive"' "${src#ref:}")
+        src="built by scripts/build-mirror.sh (umoci)"
+      fi
+      printf '%s\n    {"name": "%s", "version": "%s", "kind": "%s", "path": "%s", ' \
+        "$sep" "$name" "$version" "$kind" "$rel"
+      printf '"sha256": "%s", "size": %s, "source": "%s", %s}' \
+        "$sha" "$size" "$src" "$extra"
+      sep=","
+    done
+    printf '\n  ]\n}\n'
+  } >"$MIRROR/manifest.json.tmp"
+  mv -f "$MIRROR/SHA256SUMS.tmp" "$MIRROR/SHA256SUMS"
+  mv -f "$MIRROR/manifest.json.tmp" "$MIRROR/manifest.json"
+  mv -f "$STAMPS.tmp" "$STAMPS"
+  rm -f "$STAMPS.old"
+}
+
+main() {
+  parse_args "$@"
+  require_tools
+  take_lock
+  if mirror_is_current; then
+    log "mirror up to date: $MIRROR (${#K8S_COMMANDS[@]} k8s binaries, $K8S_VERSION)"
+    return 0
+  fi
+  invalidate_stale
+  mkdir -p "$MIRROR" "$WORK"
+  deb_artifacts
+  k8s_artifacts
+  go_tool_artifacts
+  image_artifacts
+  write_manifest
+  log "mirror ready: $MIRROR ($(du -sh "$MIRROR" | cut -f1))"
+}
+
+main "$@"
