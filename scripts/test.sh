@@ -13,5 +13,6 @@ cargo build --release
 vagrant validate --ignore-provider
 # Real Kubernetes binaries and images for the cluster lab test (cached: seconds when warm).
 scripts/build-mirror.sh
+scripts/verify-mirror.sh
 # Lab tests share one lab (fixed bridge and namespace names): one test thread.
 cargo test -- --test-threads=1

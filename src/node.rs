@@ -2,8 +2,6 @@
 //! facts and OS-family traits, and idempotent primitives (files, directories, units) that can
 //! report what they would change instead of changing it (dry-run).
 
-use std::path::Path;
-
 use crate::facts::{FACTS_SCRIPT, Facts, MissingFact, epoch_now};
 use crate::inventory::Host;
 use crate::osfamily::FamilyTraits;
@@ -207,62 +205,6 @@ impl Node {
             return self.dry_run_probe(path, data, mode).await;
         }
         Ok(self.session.upload(data, path, mode).await? == UploadOutcome::Written)
-    }
-
-    /// Like `ensure_file` for a (large) local file, streamed. `verify` runs only when the
-    /// file is about to be uploaded (to check the local copy against its manifest).
-    pub async fn ensure_local_file<V, E>(
-        &self,
-        path: &str,
-        local: &Path,
-        sha256: &str,
-        mode: u32,
-        verify: V,
-    ) -> Result<bool, E>
-    where
-        V: FnOnce() -> Result<(), E>,
-        E: From<NodeError>,
-    {
-        if self.file_matches(path, sha256, mode).await? {
-            return Ok(false);
-        }
-        if self.dry_run {
-            return Ok(true);
-        }
-        verify()?;
-        let written = self
-            .session
-            .upload_file(local, path, mode)
-            .await
-            .map_err(NodeError::from)?;
-        Ok(written == UploadOutcome::Written)
-    }
-
-    /// Make a directory exist with `mode`; true when it changed.
-    pub async fn ensure_dir(&self, path: &str, mode: u32) -> Result<bool, NodeError> {
-        let q = shell_quote(path);
-        let out = self.session.sudo(&format!("stat -c %a {q}")).await?;
-        let current = u32::from_str_radix(out.stdout.trim(), 8).ok();
-        if out.success() && current == Some(mode) {
-            return Ok(false);
-        }
-        if !self.dry_run {
-            self.sudo_ok(&format!("mkdir -p {q} && chmod {mode:o} {q}"))
-                .await?;
-        }
-        Ok(true)
-    }
-
-    /// Whether a systemd unit is enabled and active.
-    pub async fn unit_running(&self, unit: &str) -> Result<bool, NodeError> {
-        let q = shell_quote(unit);
-        let out = self
-            .session
-            .sudo(&format!(
-                "systemctl is-enabled --quiet {q} && systemctl is-active --quiet {q}"
-            ))
-            .await?;
-        Ok(out.success())
     }
 }
 
