@@ -188,6 +188,24 @@ impl Node {
         Ok(Snapshot::parse(&out.stdout))
     }
 
+    /// Tell the snapshot's quick-check cache the sha256 of files just uploaded (and verified),
+    /// so the next run need not read them again.
+    pub async fn remember_sums(&self, written: &[(String, String)]) -> Result<(), NodeError> {
+        if written.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<String> = written.iter().map(|(p, _)| shell_quote(p)).collect();
+        let shas: Vec<&str> = written.iter().map(|(_, s)| s.as_str()).collect();
+        let cmd = format!(
+            "mkdir -p /var/lib/director-boot && stat -c '%s %Y %i %n' {} | awk -v shas={} \
+             'BEGIN {{ split(shas, h, \" \") }} {{ print $1 \" \" $2 \" \" $3 \" \" h[NR] \" \" substr($0, index($0, $4)) }}' \
+             >> /var/lib/director-boot/sha256.cache",
+            paths.join(" "),
+            shell_quote(&shas.join(" "))
+        );
+        self.sudo_ok(&cmd).await.map(|_| ())
+    }
+
     /// Would `ensure_file` change anything? (Never writes.)
     pub async fn dry_run_probe(
         &self,

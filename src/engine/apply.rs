@@ -192,6 +192,7 @@ pub async fn apply_role(
     }
 
     let mut unit_files_changed = false;
+    let mut written: Vec<(String, String)> = Vec::new();
     for w in wants
         .iter()
         .filter(|w| !snap.file_matches(&w.dest, &w.sha256, w.mode))
@@ -214,6 +215,7 @@ pub async fn apply_role(
             }
         }
         unit_files_changed |= w.dest.starts_with("/etc/systemd/");
+        written.push((w.dest.clone(), w.sha256.clone()));
         out.changes.push(format!(
             "{} {}",
             if dry { "would write" } else { "wrote" },
@@ -223,6 +225,7 @@ pub async fn apply_role(
 
     let changed = !out.changes.is_empty();
     if changed && !dry {
+        node.remember_sums(&written).await.map_err(n_err)?;
         if unit_files_changed {
             node.sudo_ok("systemctl daemon-reload")
                 .await
@@ -295,7 +298,8 @@ pub async fn apply_role(
     Ok(out)
 }
 
-/// Retry a check once a second until it passes or `secs` run out.
+/// Retry a check every quarter second until it passes or `secs` run out (components come up
+/// within a second or two; a coarser poll would add that much to every role that changed).
 pub async fn wait_healthy(
     node: &Node,
     role: &str,
@@ -318,6 +322,6 @@ pub async fn wait_healthy(
                 last,
             });
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
