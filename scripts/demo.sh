@@ -5,11 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes="${NODES:-3}"
 scripts/install-deps.sh
+# Real Kubernetes binaries and images (cold: about 17 min on 2 cores; then cached).
+scripts/build-mirror.sh
 cargo build --release
 db=target/release/director-boot
 inventory=$("$db" --json lab up --nodes "$nodes" | sed -n 's/.*"inventory":"\([^"]*\)".*/\1/p')
 echo "lab inventory: $inventory"
 "$db" facts "$inventory"
 "$db" init "$inventory"
+kubectl="${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/mirror/bin/kubectl"
+"$kubectl" --kubeconfig "$(dirname "$(dirname "$inventory")")/clusters/lab/admin.conf" get nodes -o wide
 "$db" netcheck "$inventory"
 "$db" deploy-app spark

@@ -81,3 +81,51 @@ pub fn peer_of(inv: &Inventory, host: &Host) -> String {
         .address
         .to_string()
 }
+
+/// The `connect` phase: open every host (session + facts) in parallel; a host that cannot be
+/// reached is marked failed in the runner and left out of everything after.
+pub async fn open_nodes(
+    runner: &mut crate::engine::runner::Runner,
+    inv: &Inventory,
+    cfg: &SshConfig,
+    dry_run: bool,
+) -> Vec<crate::node::Node> {
+    runner.say(&format!("[connect] {} hosts", inv.hosts.len()));
+    let items: Vec<_> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.clone(), peer_of(inv, h)))
+        .collect();
+    let opened = crate::fanout::for_each(
+        items,
+        runner.limit,
+        |(h, _)| h.name.clone(),
+        |(h, peer)| {
+            let cfg = cfg.clone();
+            async move { Ok(crate::node::Node::open(&h, &peer, &cfg, dry_run).await?) }
+        },
+    )
+    .await;
+    let mut nodes = Vec::new();
+    for r in opened {
+        let secs = r.elapsed.as_secs_f64();
+        match r.result {
+            Ok(n) => {
+                runner.say(&format!(
+                    "  {:<14} {} ({secs:.1} s)",
+                    r.host, n.facts.os.pretty_name
+                ));
+                nodes.push(n);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                runner.say(&format!(
+                    "  {:<14} FAILED in connect: {msg} ({secs:.1} s)",
+                    r.host
+                ));
+                runner.fail(&r.host, "connect", msg);
+            }
+        }
+    }
+    nodes
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ipnet::IpNet;
 
-use super::connect::{load_inventory, peer_of, ssh_config};
+use super::connect::{load_inventory, ssh_config};
 use crate::cli::SshArgs;
 use crate::engine::apply::{Env, apply_role};
 use crate::engine::artifacts::Artifacts;
@@ -19,7 +19,6 @@ use crate::engine::render::{self, Renderer};
 use crate::engine::role::RoleDef;
 use crate::engine::runner::Runner;
 use crate::engine::{addons, images, plan, subnets};
-use crate::fanout;
 use crate::inventory::{Inventory, Role};
 use crate::node::Node;
 use crate::paths::{Paths, ensure_private_dir};
@@ -81,42 +80,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     }
     let hosts: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
 
-    // connect + facts
-    runner.say(&format!("[connect] {} hosts", inv.hosts.len()));
-    let items: Vec<_> = inv
-        .hosts
-        .iter()
-        .map(|h| (h.clone(), peer_of(&inv, h)))
-        .collect();
-    let opened = fanout::for_each(
-        items,
-        runner.limit,
-        |(h, _)| h.name.clone(),
-        |(h, peer)| {
-            let cfg = cfg.clone();
-            async move { Ok(Node::open(&h, &peer, &cfg, a.dry_run).await?) }
-        },
-    )
-    .await;
-    let mut nodes: Vec<Node> = Vec::new();
-    for r in opened {
-        match r.result {
-            Ok(n) => {
-                runner.say(&format!(
-                    "  {:<14} {} ({:.1} s)",
-                    r.host,
-                    n.facts.os.pretty_name,
-                    r.elapsed.as_secs_f64()
-                ));
-                nodes.push(n);
-            }
-            Err(e) => {
-                let msg = format!("{e:#}");
-                runner.say(&format!("  {:<14} FAILED in connect: {msg}", r.host));
-                runner.fail(&r.host, "connect", msg);
-            }
-        }
-    }
+    let nodes = super::connect::open_nodes(&mut runner, &inv, &cfg, a.dry_run).await;
 
     // preflight
     let all: Vec<&Node> = nodes.iter().collect();

@@ -4,15 +4,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::connect::{load_inventory, peer_of, ssh_config};
+use super::connect::{load_inventory, ssh_config};
 use crate::cli::SshArgs;
 use crate::engine::context;
 use crate::engine::render::{self, Renderer};
 use crate::engine::reset;
 use crate::engine::runner::Runner;
 use crate::engine::subnets;
-use crate::fanout;
-use crate::node::Node;
 use crate::paths::Paths;
 
 pub async fn run(
@@ -58,33 +56,7 @@ pub async fn run(
     )?;
     let cluster = context::cluster(&inv, &subnets, "", BTreeMap::new())?;
 
-    runner.say(&format!("[connect] {} hosts", inv.hosts.len()));
-    let items: Vec<_> = inv
-        .hosts
-        .iter()
-        .map(|h| (h.clone(), peer_of(&inv, h)))
-        .collect();
-    let opened = fanout::for_each(
-        items,
-        runner.limit,
-        |(h, _)| h.name.clone(),
-        |(h, peer)| {
-            let cfg = cfg.clone();
-            async move { Ok(Node::open(&h, &peer, &cfg, false).await?) }
-        },
-    )
-    .await;
-    let mut nodes = Vec::new();
-    for r in opened {
-        match r.result {
-            Ok(n) => nodes.push(n),
-            Err(e) => {
-                let msg = format!("{e:#}");
-                runner.say(&format!("  {:<14} FAILED in connect: {msg}", r.host));
-                runner.fail(&r.host, "connect", msg);
-            }
-        }
-    }
+    let nodes = super::connect::open_nodes(&mut runner, &inv, &cfg, false).await;
     let (renderer_ref, roles_ref, cluster_ref, inv_ref) = (&renderer, &roles, &cluster, &inv);
     runner
         .phase("reset", nodes.iter().collect(), |n| async move {

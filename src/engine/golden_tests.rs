@@ -41,16 +41,11 @@ const NODES: [(&str, &str, &[Role]); 3] = [
 const FAMILIES: [&str; 2] = ["rhel", "debian"];
 
 /// The engine's phases, in the order it runs them.
-const PHASES: [&str; 8] = [
-    "node-prep",
-    "etcd",
-    "control-plane",
-    "runtime",
-    "kubelet",
-    "kube-proxy",
-    "overlay",
-    "addons",
-];
+fn phases() -> Vec<&'static str> {
+    let mut p = crate::commands::init::PHASES.to_vec();
+    p.push("addons");
+    p
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -183,7 +178,7 @@ fn render_node(
     let render = |s: &str| r.render_str(s, &ctx).unwrap();
     // In phase order, as the engine applies them.
     let mut ordered: Vec<&RoleDef> = all.iter().collect();
-    ordered.sort_by_key(|role| PHASES.iter().position(|p| *p == role.phase));
+    ordered.sort_by_key(|role| phases().iter().position(|p| *p == role.phase));
     for role in ordered {
         if !role.applies_to(&host_roles) || !applies(r, role, &ctx).unwrap() {
             continue;
@@ -369,7 +364,7 @@ fn golden_roles_parse_and_reference_existing_templates() {
     }
     for role in &all {
         assert!(
-            PHASES.contains(&role.phase.as_str()),
+            phases().contains(&role.phase.as_str()),
             "{}: unknown phase {}",
             role.name,
             role.phase
