@@ -69,6 +69,10 @@ pub enum Command {
         /// Run the command through sudo.
         #[arg(long)]
         sudo: bool,
+        /// Keep the SSH sessions open in a background agent for SECS idle seconds, so the next
+        /// `exec` on this inventory reuses them (like OpenSSH ControlPersist).
+        #[arg(long, value_name = "SECS")]
+        persist: Option<u64>,
         #[command(flatten)]
         ssh: SshArgs,
         /// The command, after `--`.
@@ -112,6 +116,17 @@ pub enum Command {
         /// Also delete the cluster's local state (PKI, pod subnets, admin kubeconfig).
         #[arg(long)]
         forget: bool,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+    /// The background agent behind `exec --persist` (started by exec itself).
+    #[command(hide = true)]
+    MuxAgent {
+        inventory: PathBuf,
+        #[arg(long)]
+        idle: u64,
+        #[arg(long)]
+        socket: PathBuf,
         #[command(flatten)]
         ssh: SshArgs,
     },

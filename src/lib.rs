@@ -7,6 +7,7 @@ pub mod facts;
 pub mod fanout;
 pub mod inventory;
 pub mod lab;
+pub mod mux;
 pub mod node;
 pub mod osfamily;
 pub mod output;

@@ -43,6 +43,24 @@ fn facts_exec_host_keys_and_failures_on_a_three_node_lab() {
     for n in 1..=3 {
         assert!(text.contains(&format!("node{n} | node{n}")), "{text}");
     }
+    // --persist: the second call reuses the agent's sessions; the agent leaves when idle
+    for _ in 0..2 {
+        let out = lab.with_inventory(&["exec"], &["--persist", "3", "--", "hostname"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("node3 | node3"), "{}", stdout(&out));
+    }
+    let mux_dir = lab.state.path().join("mux");
+    let socket_count = || std::fs::read_dir(&mux_dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(socket_count(), 1, "one agent socket while it lives");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while socket_count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not leave after its idle time"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // a role filter and sudo
     let out = lab.with_inventory(
         &["exec"],

@@ -6,7 +6,7 @@ use crate::cli::{Cli, Command};
 use crate::paths::Paths;
 
 mod certs;
-mod connect;
+pub mod connect;
 mod exec;
 mod facts;
 pub mod init;
@@ -43,19 +43,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inventory,
             hosts,
             sudo,
+            persist,
             ssh,
             command,
         } => {
             exec::run(
                 &paths,
                 &inventory,
-                hosts.as_deref(),
-                sudo,
-                &ssh,
-                &command,
-                json,
+                exec::ExecArgs {
+                    hosts: hosts.as_deref(),
+                    sudo,
+                    persist,
+                    ssh: &ssh,
+                    command: &command,
+                    json,
+                },
             )
             .await
+        }
+        Command::MuxAgent {
+            inventory,
+            idle,
+            socket,
+            ssh,
+        } => {
+            let idle = std::time::Duration::from_secs(idle);
+            crate::mux::serve(&paths, &inventory, &ssh, idle, &socket).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Lab { command } => lab::run(&paths, command, json).await,
         Command::Init {

@@ -246,6 +246,11 @@ impl Session {
     }
 
     /// Close the session politely.
+    /// Whether the connection is gone (a long-lived holder reconnects then).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     pub async fn close(self) {
         let _ = self
             .handle
