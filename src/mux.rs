@@ -200,10 +200,10 @@ async fn session_for(
     cfg: &crate::ssh::SshConfig,
     sessions: &Mutex<HashMap<String, Arc<Session>>>,
 ) -> anyhow::Result<Arc<Session>> {
-    if let Some(s) = sessions.lock().await.get(&host.name) {
-        if !s.is_closed() {
-            return Ok(s.clone());
-        }
+    if let Some(s) = sessions.lock().await.get(&host.name)
+        && !s.is_closed()
+    {
+        return Ok(s.clone());
     }
     let fresh = Arc::new(connect(host, cfg).await?);
     sessions
