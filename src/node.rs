@@ -85,10 +85,8 @@ impl Snapshot {
     }
 }
 
-/// Single-quote a string for a POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+/// Single-quote a string for a POSIX shell (the SSH engine's quoting, one implementation).
+pub use crate::ssh::sh_quote as shell_quote;
 
 impl Node {
     /// Connect and gather facts. `peer` is an address of another host, whose route tells which
@@ -213,7 +211,7 @@ impl Node {
         data: &[u8],
         mode: u32,
     ) -> Result<bool, NodeError> {
-        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+        let sha = crate::ssh::sha256_hex(data);
         Ok(!self.file_matches(path, &sha, mode).await?)
     }
 
@@ -245,12 +243,6 @@ pub fn last_lines(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_for_the_shell() {
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    }
 
     #[test]
     fn parses_snapshots() {

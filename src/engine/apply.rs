@@ -86,7 +86,7 @@ struct Want<'a> {
 }
 
 fn bytes_want<'a>(dest: String, data: Vec<u8>, mode: u32) -> Want<'a> {
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    let sha256 = crate::ssh::sha256_hex(&data);
     Want {
         label: dest.clone(),
         dest,
