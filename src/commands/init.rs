@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use super::connect::{load_inventory, ssh_config};
 use crate::cli::SshArgs;
-use crate::engine::apply::{Env, apply_role};
+use crate::engine::apply::{Env, apply_role, stage_binaries};
 use crate::engine::artifacts::Artifacts;
 use crate::engine::context::{self, NodeContext};
 use crate::engine::preflight::{self, Verdict};
@@ -160,29 +160,65 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
             Err(e) => runner.fail(n.name(), "facts", e.to_string()),
         }
     }
+    // Which roles each host gets (inventory roles and `when` conditions).
+    let mut host_roles: BTreeMap<String, Vec<&RoleDef>> = BTreeMap::new();
+    for n in &nodes {
+        let Some(nc) = node_ctx.get(n.name()) else {
+            continue;
+        };
+        let ctx = plan::tera_context(&cluster, nc);
+        let mut mine = Vec::new();
+        for r in &roles {
+            if r.applies_to(&n.host.roles) && plan::applies(&renderer, r, &ctx)? {
+                mine.push(r);
+            }
+        }
+        host_roles.insert(n.name().to_string(), mine);
+    }
+
+    // artifacts: every host's binaries and image archives, all hosts at once
+    let staged_map =
+        std::sync::Mutex::new(BTreeMap::<String, std::collections::BTreeSet<String>>::new());
+    {
+        let (roles_ref, staged_ref, artifacts_ref) = (&host_roles, &staged_map, &artifacts);
+        let concerned: Vec<&Node> = nodes
+            .iter()
+            .filter(|n| host_roles.contains_key(n.name()))
+            .collect();
+        runner
+            .phase("artifacts", concerned, |n| async move {
+                let mine = roles_ref.get(n.name()).map(Vec::as_slice).unwrap_or(&[]);
+                let (mut changes, mut written) = stage_binaries(artifacts_ref, n, mine).await?;
+                if mine.iter().any(|r| r.phase == "runtime") {
+                    let (lines, archives) = images::stage_archives(n, artifacts_ref).await?;
+                    changes.extend(lines);
+                    written.extend(archives);
+                }
+                if let Ok(mut m) = staged_ref.lock() {
+                    m.insert(n.name().to_string(), written);
+                }
+                Ok(changes)
+            })
+            .await;
+    }
+    let staged = staged_map.into_inner().unwrap_or_default();
     let env = Env {
         renderer: &renderer,
         cluster: &cluster,
         artifacts: &artifacts,
         pki_dir: &pki_dir,
+        staged: &staged,
     };
 
     // component phases, driven by role files
     for phase in PHASES {
-        let phase_roles: Vec<&RoleDef> = roles.iter().filter(|r| r.phase == *phase).collect();
         let mut concerned: Vec<&Node> = Vec::new();
         let mut plan_for: BTreeMap<String, Vec<&RoleDef>> = BTreeMap::new();
         for n in &nodes {
-            let Some(nc) = node_ctx.get(n.name()) else {
+            let Some(all) = host_roles.get(n.name()) else {
                 continue;
             };
-            let ctx = plan::tera_context(&cluster, nc);
-            let mut mine = Vec::new();
-            for r in &phase_roles {
-                if r.applies_to(&n.host.roles) && plan::applies(&renderer, r, &ctx)? {
-                    mine.push(*r);
-                }
-            }
+            let mine: Vec<&RoleDef> = all.iter().copied().filter(|r| r.phase == *phase).collect();
             if !mine.is_empty() || (*phase == "runtime" && n.host.has_role(Role::Worker)) {
                 concerned.push(n);
                 plan_for.insert(n.name().to_string(), mine);
@@ -194,13 +230,20 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
         let artifacts_ref = &artifacts;
         runner
             .phase(phase, concerned, |n| async move {
-                let mut changes = Vec::new();
                 let nc = ctx_ref.get(n.name()).context("no node context")?;
-                for r in plan_ref.get(n.name()).map(Vec::as_slice).unwrap_or(&[]) {
-                    changes.extend(apply_role(env_ref, n, nc, r).await?.changes);
-                }
+                // Roles of one phase do not depend on each other's order (a controller-manager
+                // retries until its API server answers), so they go on at once: one role's
+                // uploads overlap another's startup wait.
+                let roles = plan_ref.get(n.name()).map(Vec::as_slice).unwrap_or(&[]);
+                let outcomes = futures::future::try_join_all(
+                    roles.iter().map(|r| apply_role(env_ref, n, nc, r)),
+                )
+                .await?;
+                let mut changes: Vec<String> =
+                    outcomes.into_iter().flat_map(|o| o.changes).collect();
                 if *phase == "runtime" {
-                    changes.extend(images::load_all(n, artifacts_ref).await?);
+                    let staged = env_ref.staged.get(n.name());
+                    changes.extend(images::load_all(n, artifacts_ref, staged).await?);
                 }
                 Ok(changes)
             })

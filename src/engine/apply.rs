@@ -19,6 +19,8 @@ pub struct Env<'a> {
     pub cluster: &'a ClusterContext,
     pub artifacts: &'a Artifacts,
     pub pki_dir: &'a Path,
+    /// Per host, the binaries the artifacts phase wrote: their roles count as changed.
+    pub staged: &'a std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// What applying a role did (or would do) on one node.
@@ -223,7 +225,12 @@ pub async fn apply_role(
         ));
     }
 
-    let changed = !out.changes.is_empty();
+    // A binary staged earlier in this run (artifacts phase) is this role's change too.
+    let staged = env
+        .staged
+        .get(node.name())
+        .is_some_and(|written| role.binaries.iter().any(|b| written.contains(&b.path())));
+    let changed = !out.changes.is_empty() || staged;
     if changed && !dry {
         node.remember_sums(&written).await.map_err(n_err)?;
         if unit_files_changed {
@@ -296,6 +303,70 @@ pub async fn apply_role(
         }
     }
     Ok(out)
+}
+
+/// The artifacts phase: put every binary the host's roles need in place before any role runs,
+/// so all hosts receive theirs at once (workers would otherwise wait through the control-plane
+/// phases). Returns the change lines and the paths written.
+pub async fn stage_binaries(
+    artifacts: &Artifacts,
+    node: &Node,
+    roles: &[&RoleDef],
+) -> Result<(Vec<String>, std::collections::BTreeSet<String>), ApplyError> {
+    let mut wants: std::collections::BTreeMap<String, (&RoleDef, &super::artifacts::Artifact)> =
+        std::collections::BTreeMap::new();
+    for role in roles {
+        for b in &role.binaries {
+            let a = artifacts
+                .get(&b.name, &role.name)
+                .map_err(|source| ApplyError::Artifact {
+                    role: role.name.clone(),
+                    source,
+                })?;
+            wants.insert(b.path(), (role, a));
+        }
+    }
+    let paths: Vec<String> = wants.keys().cloned().collect();
+    let snap = node
+        .snapshot(&paths, &[], &[])
+        .await
+        .map_err(|source| ApplyError::Node {
+            role: "artifacts".into(),
+            source,
+        })?;
+    let mut changes = Vec::new();
+    let mut written = std::collections::BTreeSet::new();
+    let mut sums = Vec::new();
+    for (dest, (role, a)) in &wants {
+        if snap.file_matches(dest, &a.sha256, 0o755) {
+            continue;
+        }
+        if !node.dry_run {
+            let role_err = |source| ApplyError::Artifact {
+                role: role.name.clone(),
+                source,
+            };
+            artifacts.verify(a).map_err(role_err)?;
+            node.session
+                .upload_file(&artifacts.path(a), dest, 0o755)
+                .await
+                .map_err(|e| ApplyError::Node {
+                    role: role.name.clone(),
+                    source: e.into(),
+                })?;
+            sums.push((dest.clone(), a.sha256.clone()));
+        }
+        let verb = if node.dry_run { "would write" } else { "wrote" };
+        changes.push(format!("{verb} {dest} ({} {})", a.name, a.version));
+        written.insert(dest.clone());
+    }
+    node.remember_sums(&sums)
+        .await
+        .map_err(|source| ApplyError::Node {
+            role: "artifacts".into(),
+            source,
+        })?;
+    Ok((changes, written))
 }
 
 /// Retry a check every quarter second until it passes or `secs` run out (components come up
