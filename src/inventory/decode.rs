@@ -448,15 +448,24 @@ fn ip(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<IpAddr>> {
             None
         }
         Ok(addr) => Some(spanned(addr, node)),
-        Err(_) => {
-            p.add(
-                Some(node.mark),
-                field,
-                format!("expected {EXPECTED}, found `{}`", shorten(text)),
-            );
-            None
-        }
+        Err(_) => unparsable(node, field, EXPECTED, text, p),
     }
+}
+
+/// The problem for a scalar that does not parse as the expected kind of value.
+fn unparsable<T>(
+    node: &Node,
+    field: &str,
+    expected: &str,
+    text: &str,
+    p: &mut Problems,
+) -> Option<T> {
+    p.add(
+        Some(node.mark),
+        field,
+        format!("expected {expected}, found `{}`", shorten(text)),
+    );
+    None
 }
 
 fn cidr(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<IpNet>> {
@@ -476,14 +485,7 @@ fn cidr(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<IpNet>> {
             None
         }
         Ok(net) => Some(spanned(net, node)),
-        Err(_) => {
-            p.add(
-                Some(node.mark),
-                field,
-                format!("expected {EXPECTED}, found `{}`", shorten(text)),
-            );
-            None
-        }
+        Err(_) => unparsable(node, field, EXPECTED, text, p),
     }
 }
 

@@ -181,11 +181,12 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
         IpNet::V4(_) => "IPv4",
         IpNet::V6(_) => "IPv6",
     };
+    // Point at service_cidr when the user wrote it, else at pod_cidr.
+    let (mark, field) = match (service_mark, pod_mark) {
+        (Some(m), _) => (Some(m), "network.service_cidr"),
+        (None, m) => (m, "network.pod_cidr"),
+    };
     if family(&pod) != family(&service) {
-        let (mark, field) = match (service_mark, pod_mark) {
-            (Some(m), _) => (Some(m), "network.service_cidr"),
-            (None, m) => (m, "network.pod_cidr"),
-        };
         p.add(
             mark,
             field,
@@ -196,10 +197,6 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
             ),
         );
     } else if pod.contains(&service.network()) || service.contains(&pod.network()) {
-        let (mark, field) = match (service_mark, pod_mark) {
-            (Some(m), _) => (Some(m), "network.service_cidr"),
-            (None, m) => (m, "network.pod_cidr"),
-        };
         p.add(
             mark,
             field,
