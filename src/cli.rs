@@ -99,9 +99,38 @@ pub enum Command {
     },
     /// List the cluster's certificates and when they expire.
     Certs { inventory: PathBuf },
-    /// Measure container-to-container TCP/UDP throughput across the overlay.
+    /// Measure container-to-container TCP/UDP throughput across the overlay, against the
+    /// host-to-host underlay, and diagnose the pairs that fail.
     Netcheck {
         inventory: PathBuf,
+        /// Which ordered pairs: all, ring, or a number of pairs to sample (big clusters).
+        #[arg(long, default_value = "all")]
+        pairs: crate::netcheck::run::Pairs,
+        /// Seconds per throughput test.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
+        duration: u64,
+        /// Parallel TCP streams for the multi-stream test (1 = skip that test).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+        streams: u32,
+        /// UDP send rate in bit/s for the loss test (0 = as fast as possible, which measures
+        /// the sender more than the network).
+        #[arg(long, default_value_t = 1_000_000_000)]
+        udp_bitrate: u64,
+        /// Fail a pair whose overlay TCP is below this fraction of the underlay's.
+        #[arg(long, default_value_t = 0.7)]
+        min_efficiency: f64,
+        /// Fail a pair whose overlay UDP loss is above this fraction.
+        #[arg(long, default_value_t = 0.05)]
+        max_udp_loss: f64,
+        /// Also write a self-contained HTML report with heatmaps.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Seconds after which a pair's probe is abandoned (at least the tests' own duration).
+        #[arg(long, default_value_t = 60)]
+        pair_timeout: u64,
+        /// The director-boot binary to put on the nodes as the probe (default: this one).
+        #[arg(long, value_name = "FILE")]
+        probe_binary: Option<PathBuf>,
         #[command(flatten)]
         ssh: SshArgs,
     },

@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod inventory;
 pub mod lab;
 pub mod mux;
+pub mod netcheck;
 pub mod node;
 pub mod osfamily;
 pub mod output;

@@ -12,6 +12,7 @@ mod facts;
 pub mod init;
 mod kubeconfig;
 mod lab;
+mod netcheck;
 mod reset;
 mod validate;
 
@@ -96,7 +97,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Certs { inventory } => certs::run(&paths, &inventory, json),
-        Command::Netcheck { .. } => not_built("netcheck", "issue 4"),
+        Command::Netcheck {
+            inventory,
+            pairs,
+            duration,
+            streams,
+            udp_bitrate,
+            min_efficiency,
+            max_udp_loss,
+            html,
+            pair_timeout,
+            probe_binary,
+            ssh,
+        } => {
+            netcheck::run(
+                &paths,
+                netcheck::NetcheckArgs {
+                    inventory: &inventory,
+                    pairs,
+                    duration,
+                    streams,
+                    udp_bitrate,
+                    min_efficiency,
+                    max_udp_loss,
+                    html,
+                    pair_timeout,
+                    probe_binary,
+                    ssh: &ssh,
+                    json,
+                    verbose: cli.global.verbose > 0,
+                },
+            )
+            .await
+        }
         Command::DeployApp { .. } => not_built("deploy-app", "issue 5"),
         Command::Reset {
             inventory,

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::subnets::nth;
+use super::subnets::{from_end, nth};
 use crate::facts::Facts;
 use crate::inventory::{Host, Inventory, Role};
 use crate::osfamily::OsFamily;
@@ -19,6 +19,9 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 pub const VXLAN_DEVICE: &str = "dbvx0";
 /// Name of the bridge local pods attach to.
 pub const POD_BRIDGE: &str = "dbbr0";
+/// Addresses at the top of every node's pod subnet that pods never get (the broadcast address
+/// excluded): netcheck's namespace uses the last one, the rest are kept for later use.
+pub const RESERVED_AT_END: u32 = 5;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Member {
@@ -73,8 +76,16 @@ pub struct NodeContext {
     pub firewalld: bool,
     pub selinux: bool,
     pub pod_subnet: IpNet,
-    /// The pod bridge's address (first host of the subnet).
+    /// The pod bridge's address (first host of the subnet); also the host's own address on
+    /// the overlay (`overlay expose`).
     pub pod_gateway: IpAddr,
+    pub pod_prefix_len: u8,
+    pub pod_bridge: &'static str,
+    /// Last address CNI's host-local IPAM hands out; the ones above it are director-boot's
+    /// (see `RESERVED_AT_END`).
+    pub ipam_range_end: IpAddr,
+    /// netcheck's namespace on the pod bridge.
+    pub netcheck_address: IpAddr,
     pub vtep_address: IpAddr,
     pub vtep_mac: String,
     pub underlay_interface: String,
@@ -227,6 +238,10 @@ pub fn node(
         selinux: traits.selinux,
         pod_subnet: me.pod_subnet,
         pod_gateway: nth(me.pod_subnet, 1).unwrap_or(me.vtep_address),
+        pod_prefix_len: me.pod_subnet.prefix_len(),
+        pod_bridge: POD_BRIDGE,
+        ipam_range_end: from_end(me.pod_subnet, RESERVED_AT_END + 1).unwrap_or(me.vtep_address),
+        netcheck_address: from_end(me.pod_subnet, 1).unwrap_or(me.vtep_address),
         vtep_address: me.vtep_address,
         vtep_mac: me.vtep_mac.clone(),
         underlay_interface: facts.interface.clone(),

@@ -58,6 +58,22 @@ pub fn allocate(
 }
 
 /// The n-th address of a network (0 = the network address).
+/// The address `k` below the subnet's last one (`k = 0` is the broadcast address).
+pub fn from_end(net: IpNet, k: u32) -> Option<std::net::IpAddr> {
+    match net {
+        IpNet::V4(v4) => {
+            let last = u32::from(v4.broadcast());
+            let addr = std::net::Ipv4Addr::from(last.checked_sub(k)?);
+            (v4.contains(&addr) && addr != v4.network()).then(|| addr.into())
+        }
+        IpNet::V6(v6) => {
+            let last = u128::from(v6.broadcast());
+            let addr = std::net::Ipv6Addr::from(last.checked_sub(u128::from(k))?);
+            (v6.contains(&addr) && addr != v6.network()).then(|| addr.into())
+        }
+    }
+}
+
 pub fn nth(net: IpNet, n: u32) -> Option<std::net::IpAddr> {
     match net {
         IpNet::V4(v4) => {

@@ -17,6 +17,10 @@ MAC={{ node.vtep_mac }}
 VTEP={{ node.vtep_address }}
 MTU={{ node.overlay_mtu }}
 POD_CIDR={{ cluster.pod_cidr }}
+# The bridge local pods attach to (CNI's bridge plugin reuses it); its address is the host's own
+# address on the overlay, so pods reach host services at it and the host reaches pods from it.
+BRIDGE={{ node.pod_bridge }}
+GATEWAY={{ node.pod_gateway }}/{{ node.pod_prefix_len }}
 NAT_CHAIN=DIRECTOR-BOOT-POSTROUTING
 FWD_CHAIN=DIRECTOR-BOOT-FORWARD
 
@@ -51,6 +55,13 @@ up() {
 	ip link set "$DEV" mtu "$MTU"
 	ip addr replace "$VTEP/32" dev "$DEV"
 	ip link set "$DEV" up
+
+	if [ ! -e "/sys/class/net/$BRIDGE" ]; then
+		ip link add "$BRIDGE" type bridge
+		ip link set "$BRIDGE" mtu "$MTU"
+	fi
+	ip addr replace "$GATEWAY" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
 
 	printf '%s\n' "$PEERS" | while read -r name subnet vtep mac addr; do
 		[ -n "$name" ] || continue
@@ -99,6 +110,9 @@ down() {
 	iptables -w -X "$FWD_CHAIN" 2>/dev/null || true
 	if [ -e "/sys/class/net/$DEV" ]; then
 		ip link del "$DEV"
+	fi
+	if [ -e "/sys/class/net/$BRIDGE" ]; then
+		ip link del "$BRIDGE"
 	fi
 }
 

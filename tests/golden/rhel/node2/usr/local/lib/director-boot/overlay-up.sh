@@ -17,6 +17,10 @@ MAC=92:c3:24:96:c8:ba
 VTEP=10.244.1.0
 MTU=1450
 POD_CIDR=10.244.0.0/16
+# The bridge local pods attach to (CNI's bridge plugin reuses it); its address is the host's own
+# address on the overlay, so pods reach host services at it and the host reaches pods from it.
+BRIDGE=dbbr0
+GATEWAY=10.244.1.1/24
 NAT_CHAIN=DIRECTOR-BOOT-POSTROUTING
 FWD_CHAIN=DIRECTOR-BOOT-FORWARD
 
@@ -50,6 +54,13 @@ up() {
 	ip link set "$DEV" mtu "$MTU"
 	ip addr replace "$VTEP/32" dev "$DEV"
 	ip link set "$DEV" up
+
+	if [ ! -e "/sys/class/net/$BRIDGE" ]; then
+		ip link add "$BRIDGE" type bridge
+		ip link set "$BRIDGE" mtu "$MTU"
+	fi
+	ip addr replace "$GATEWAY" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
 
 	printf '%s\n' "$PEERS" | while read -r name subnet vtep mac addr; do
 		[ -n "$name" ] || continue
@@ -98,6 +109,9 @@ down() {
 	iptables -w -X "$FWD_CHAIN" 2>/dev/null || true
 	if [ -e "/sys/class/net/$DEV" ]; then
 		ip link del "$DEV"
+	fi
+	if [ -e "/sys/class/net/$BRIDGE" ]; then
+		ip link del "$BRIDGE"
 	fi
 }
 

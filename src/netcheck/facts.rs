@@ -1,0 +1,172 @@
+//! The network facts of one node that a diagnosis reads, parsed from
+//! `templates/netcheck/netfacts.sh` (KEY=value lines).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NetFacts {
+    pub kernel: String,
+    pub ip_forward: Option<bool>,
+    pub rp_filter_all: Option<u8>,
+    pub rp_filter_underlay: Option<u8>,
+    pub rp_filter_vxlan: Option<u8>,
+    pub br_netfilter: bool,
+    pub bridge_nf_call_iptables: Option<bool>,
+    pub underlay_mtu: Option<u32>,
+    pub vxlan_mtu: Option<u32>,
+    pub bridge_mtu: Option<u32>,
+    /// `missing` when the VXLAN device does not exist.
+    pub vxlan_state: String,
+    pub vxlan_rx_packets: u64,
+    pub vxlan_tx_packets: u64,
+    pub vxlan_port: Option<u16>,
+    pub forward_policy: String,
+    pub input_policy: String,
+    pub firewalld_running: bool,
+    /// Ports firewalld opens (runtime list plus the director-boot service), e.g. `8472/udp`.
+    pub firewalld_ports: Vec<String>,
+    /// iptables rules that mention the overlay port, as `iptables-save -c` prints them.
+    pub port_rules: Vec<String>,
+}
+
+fn flag(v: Option<&String>) -> Option<bool> {
+    v.and_then(|s| s.trim().parse::<u8>().ok()).map(|n| n != 0)
+}
+
+fn num<T: std::str::FromStr>(v: Option<&String>) -> Option<T> {
+    v.and_then(|s| s.trim().parse().ok())
+}
+
+impl NetFacts {
+    pub fn parse(text: &str) -> NetFacts {
+        let mut kv: BTreeMap<String, String> = BTreeMap::new();
+        let mut rules = Vec::new();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            if k.starts_with("rule.") {
+                rules.push(v.trim().to_string());
+            } else {
+                kv.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+        let s = |k: &str| kv.get(k).cloned().unwrap_or_default();
+        NetFacts {
+            kernel: s("kernel"),
+            ip_forward: flag(kv.get("ip_forward")),
+            rp_filter_all: num(kv.get("rp_filter_all")),
+            rp_filter_underlay: num(kv.get("rp_filter_underlay")),
+            rp_filter_vxlan: num(kv.get("rp_filter_vxlan")),
+            br_netfilter: s("br_netfilter") == "1",
+            bridge_nf_call_iptables: flag(kv.get("bridge_nf_call_iptables")),
+            underlay_mtu: num(kv.get("underlay_mtu")),
+            vxlan_mtu: num(kv.get("vxlan_mtu")),
+            bridge_mtu: num(kv.get("bridge_mtu")),
+            vxlan_state: s("vxlan_state"),
+            vxlan_rx_packets: num(kv.get("vxlan_rx_packets")).unwrap_or(0),
+            vxlan_tx_packets: num(kv.get("vxlan_tx_packets")).unwrap_or(0),
+            vxlan_port: num(kv.get("vxlan_port")),
+            forward_policy: s("forward_policy"),
+            input_policy: s("input_policy"),
+            firewalld_running: s("firewalld") == "running",
+            firewalld_ports: s("firewalld_ports")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            port_rules: rules,
+        }
+    }
+
+    /// Rules that drop or reject the overlay port (what `iptables -A INPUT -p udp --dport
+    /// 8472 -j DROP` leaves behind), without the counters.
+    pub fn blocking_rules(&self) -> Vec<String> {
+        self.port_rules
+            .iter()
+            .filter(|r| r.contains("-p udp") || r.contains("-p 17"))
+            .filter(|r| r.contains("-j DROP") || r.contains("-j REJECT"))
+            .map(|r| strip_counters(r).to_string())
+            .collect()
+    }
+
+    /// firewalld runs and does not open the overlay port.
+    pub fn firewalld_blocks(&self, port: u16) -> bool {
+        let want = format!("{port}/udp");
+        self.firewalld_running && !self.firewalld_ports.iter().any(|p| p == &want)
+    }
+
+    /// rp_filter in strict mode (1) where the overlay's traffic passes: the kernel takes the max
+    /// of `all` and the interface.
+    pub fn strict_rp_filter(&self) -> bool {
+        let all = self.rp_filter_all.unwrap_or(0);
+        [self.rp_filter_vxlan, self.rp_filter_underlay]
+            .iter()
+            .any(|v| all.max(v.unwrap_or(0)) == 1)
+    }
+}
+
+/// `[12:3456] -A INPUT ...` -> `-A INPUT ...`
+fn strip_counters(rule: &str) -> &str {
+    if rule.starts_with('[')
+        && let Some(i) = rule.find("] ")
+    {
+        return &rule[i + 2..];
+    }
+    rule
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "kernel=6.1.0-40-amd64\nip_forward=1\nrp_filter_all=0\nrp_filter_underlay=2\n\
+rp_filter_vxlan=missing\nbr_netfilter=1\nbridge_nf_call_iptables=1\nunderlay_mtu=1500\nvxlan_mtu=1450\n\
+bridge_mtu=1450\nvxlan_state=unknown\nvxlan_rx_packets=120\nvxlan_tx_packets=99\nvxlan_port=8472\n\
+udp_in_errors=0\nforward_policy=DROP\ninput_policy=ACCEPT\nfirewalld=absent\n\
+rule.1=[7:2156] -A INPUT -p udp -m udp --dport 8472 -j DROP\n\
+rule.2=[0:0] -A INPUT -p tcp -m tcp --dport 8472 -j ACCEPT\n";
+
+    #[test]
+    fn parses_the_script_output() {
+        let f = NetFacts::parse(SAMPLE);
+        assert_eq!(f.ip_forward, Some(true));
+        assert_eq!(f.rp_filter_vxlan, None);
+        assert_eq!(f.underlay_mtu, Some(1500));
+        assert_eq!(f.vxlan_mtu, Some(1450));
+        assert_eq!(f.vxlan_rx_packets, 120);
+        assert_eq!(f.vxlan_port, Some(8472));
+        assert_eq!(f.forward_policy, "DROP");
+        assert!(!f.firewalld_running);
+        assert_eq!(f.port_rules.len(), 2);
+    }
+
+    #[test]
+    fn finds_rules_that_drop_the_port() {
+        let f = NetFacts::parse(SAMPLE);
+        assert_eq!(
+            f.blocking_rules(),
+            vec!["-A INPUT -p udp -m udp --dport 8472 -j DROP".to_string()]
+        );
+    }
+
+    #[test]
+    fn firewalld_without_the_port_blocks() {
+        let mut f = NetFacts::parse(SAMPLE);
+        f.firewalld_running = true;
+        f.firewalld_ports = vec!["6443/tcp".into()];
+        assert!(f.firewalld_blocks(8472));
+        f.firewalld_ports.push("8472/udp".into());
+        assert!(!f.firewalld_blocks(8472));
+    }
+
+    #[test]
+    fn strict_rp_filter_is_the_max_of_all_and_the_interface() {
+        let mut f = NetFacts::parse(SAMPLE);
+        assert!(!f.strict_rp_filter(), "loose (2) is fine");
+        f.rp_filter_all = Some(1);
+        f.rp_filter_underlay = Some(0);
+        assert!(f.strict_rp_filter());
+    }
+}

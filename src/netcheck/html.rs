@@ -1,0 +1,262 @@
+//! `--html FILE`: a self-contained report (no scripts, no external assets) with each metric as
+//! an N×N heatmap. The page is the tera template `templates/netcheck/report.html`; this module
+//! only turns the report into cells with a value, a label and a colour.
+
+use serde::Serialize;
+
+use super::model::{PairResult, Report};
+use super::report::gbit;
+use crate::engine::render::{RenderError, Renderer};
+
+#[derive(Serialize)]
+struct Cell {
+    label: String,
+    title: String,
+    color: String,
+}
+
+#[derive(Serialize)]
+struct Heatmap {
+    title: String,
+    legend: String,
+    rows: Vec<(String, Vec<Cell>)>,
+}
+
+/// Red (0.0) through amber to green (1.0).
+fn color(score: Option<f64>) -> String {
+    match score {
+        None => "#d0d0d0".into(),
+        Some(s) => {
+            let hue = (s.clamp(0.0, 1.0) * 120.0).round();
+            format!("hsl({hue}, 70%, 72%)")
+        }
+    }
+}
+
+fn heatmap(
+    r: &Report,
+    title: &str,
+    legend: &str,
+    f: impl Fn(&PairResult) -> (String, Option<f64>),
+) -> Heatmap {
+    let rows = r
+        .nodes
+        .iter()
+        .map(|from| {
+            let cells = r
+                .nodes
+                .iter()
+                .map(|to| {
+                    if from == to {
+                        return Cell {
+                            label: "–".into(),
+                            title: String::new(),
+                            color: "#f4f4f4".into(),
+                        };
+                    }
+                    match r.pair(from, to) {
+                        None => Cell {
+                            label: "·".into(),
+                            title: "not sampled".into(),
+                            color: "#f4f4f4".into(),
+                        },
+                        Some(p) if !p.overlay.ok() => Cell {
+                            label: "FAIL".into(),
+                            title: p
+                                .diagnoses
+                                .first()
+                                .map(|d| d.summary.clone())
+                                .or_else(|| p.overlay.failed.clone())
+                                .unwrap_or_default(),
+                            color: color(Some(0.0)),
+                        },
+                        Some(p) => {
+                            let (label, score) = f(p);
+                            Cell {
+                                label,
+                                title: format!("{from} → {to}"),
+                                color: color(score),
+                            }
+                        }
+                    }
+                })
+                .collect();
+            (from.clone(), cells)
+        })
+        .collect();
+    Heatmap {
+        title: title.into(),
+        legend: legend.into(),
+        rows,
+    }
+}
+
+pub fn render(renderer: &Renderer, r: &Report) -> Result<String, RenderError> {
+    let min = r.thresholds.min_efficiency;
+    let max_loss = r.thresholds.max_udp_loss.max(1e-6);
+    let maps = vec![
+        heatmap(
+            r,
+            "TCP, 1 stream: overlay / underlay efficiency",
+            "green ≥ 100 %, red ≤ 0; the Gbit/s figures are overlay (underlay)",
+            |p| {
+                (
+                    format!(
+                        "{:.0}% · {} ({})",
+                        p.efficiency.unwrap_or(0.0) * 100.0,
+                        gbit(p.overlay.tcp_bps),
+                        gbit(p.underlay.tcp_bps)
+                    ),
+                    p.efficiency,
+                )
+            },
+        ),
+        heatmap(
+            r,
+            "UDP: received Gbit/s and loss",
+            "green: no loss, red: loss at or above the threshold",
+            |p| {
+                let l = p.overlay.udp_loss;
+                (
+                    format!(
+                        "{} Gbit/s · {:.2}% lost",
+                        gbit(p.overlay.udp_bps),
+                        l.unwrap_or(0.0) * 100.0
+                    ),
+                    l.map(|l| 1.0 - (l / max_loss).min(1.0)),
+                )
+            },
+        ),
+        heatmap(
+            r,
+            "Latency p50 / p99 (µs) and path MTU",
+            "green: path MTU equals the overlay MTU",
+            |p| {
+                (
+                    format!(
+                        "{:.0} / {:.0} µs · MTU {}",
+                        p.overlay.rr_p50_us.unwrap_or(0.0),
+                        p.overlay.rr_p99_us.unwrap_or(0.0),
+                        p.overlay.path_mtu.map_or("—".into(), |m| m.to_string())
+                    ),
+                    p.overlay
+                        .path_mtu
+                        .map(|m| if m >= r.overlay_mtu { 1.0 } else { 0.3 }),
+                )
+            },
+        ),
+    ];
+    let failed: Vec<&PairResult> = r.pairs.iter().filter(|p| !p.passed).collect();
+    let mut ctx = tera::Context::new();
+    ctx.insert("report", r);
+    ctx.insert("maps", &maps);
+    ctx.insert("failed", &failed);
+    ctx.insert("min_efficiency_pct", &format!("{:.0}", min * 100.0));
+    ctx.insert(
+        "max_udp_loss_pct",
+        &format!("{:.2}", r.thresholds.max_udp_loss * 100.0),
+    );
+    renderer.render("netcheck/report.html", &ctx)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::netcheck::model::{Diagnosis, Measurement, Thresholds};
+
+    pub fn sample() -> Report {
+        let m = |tcp: f64| Measurement {
+            tcp_bps: Some(tcp),
+            udp_bps: Some(9.5e8),
+            udp_loss: Some(0.0),
+            rr_p50_us: Some(80.0),
+            rr_p99_us: Some(200.0),
+            path_mtu: Some(1450),
+            ..Measurement::default()
+        };
+        let nodes: Vec<String> = ["node1", "node2", "node<3>"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut pairs = Vec::new();
+        for a in &nodes {
+            for b in &nodes {
+                if a == b {
+                    continue;
+                }
+                let dead = b == "node<3>";
+                pairs.push(PairResult {
+                    from: a.clone(),
+                    to: b.clone(),
+                    overlay: if dead {
+                        Measurement::failed("connect timeout")
+                    } else {
+                        m(8e9)
+                    },
+                    underlay: m(10e9),
+                    efficiency: (!dead).then_some(0.8),
+                    passed: !dead,
+                    failures: if dead {
+                        vec!["overlay: connect timeout".into()]
+                    } else {
+                        vec![]
+                    },
+                    diagnoses: if dead {
+                        vec![Diagnosis {
+                            code: "blocked-overlay-port",
+                            host: Some(b.clone()),
+                            summary: "node<3> drops UDP 8472".into(),
+                            fix: "remove the rule".into(),
+                            evidence: vec!["-A INPUT -p udp --dport 8472 -j DROP".into()],
+                        }]
+                    } else {
+                        vec![]
+                    },
+                    seconds: 9.0,
+                });
+            }
+        }
+        Report {
+            cluster: "lab".into(),
+            mode: "netns".into(),
+            nodes,
+            overlay_mtu: 1450,
+            duration_secs: 3,
+            thresholds: Thresholds {
+                min_efficiency: 0.7,
+                max_udp_loss: 0.05,
+            },
+            pairs,
+            node_errors: vec![],
+            passed: false,
+            started: "2026-11-23T04:00:00Z".into(),
+            seconds: 60.0,
+        }
+    }
+
+    #[test]
+    fn the_page_has_a_heatmap_per_metric_and_escapes_names() {
+        let page = render(&Renderer::new().unwrap(), &sample()).unwrap();
+        assert_eq!(page.matches("<table class=\"heat\">").count(), 3);
+        assert!(page.contains("node&lt;3&gt;"));
+        assert!(!page.contains("node<3>"));
+        assert!(
+            page.contains("hsl(96, 70%, 72%)"),
+            "80% efficiency is green-ish"
+        );
+        assert!(page.contains("[blocked-overlay-port]"));
+        assert!(!page.contains("<script"), "self-contained, no scripts");
+    }
+
+    #[test]
+    fn the_terminal_report_has_the_matrices_and_the_diagnosis() {
+        let text = crate::netcheck::report::render(&sample());
+        assert!(text.contains("TCP, 1 stream, Gbit/s: overlay (underlay) efficiency"));
+        assert!(text.contains("8.00 (10.00) 80%"), "{text}");
+        assert!(text.contains("FAIL node1 → node<3>"), "{text}");
+        assert!(text.contains("diagnosis [blocked-overlay-port]"), "{text}");
+        assert!(text.contains("FAIL: 4 of 6 pairs passed"), "{text}");
+        let json = serde_json::to_value(sample()).unwrap();
+        assert_eq!(json["pairs"][0]["efficiency"], 0.8);
+    }
+}

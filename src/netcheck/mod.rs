@@ -1,0 +1,17 @@
+//! netcheck: container-to-container TCP and UDP across the overlay, with the same pair measured
+//! host to host on the underlay as the baseline, pass/fail against thresholds, and a diagnosis
+//! for each failed pair (blocked VXLAN port, MTU, rp_filter, forwarding).
+//!
+//! The probe itself is `director-boot probe` (src/probe), uploaded to the nodes; this module
+//! orchestrates it (`run`), explains failures (`diagnose`, from `facts`) and reports (`report`
+//! for the terminal, `html` for `--html`, the `model` types for `--json`).
+
+pub mod diagnose;
+pub mod facts;
+pub mod html;
+pub mod model;
+mod probe_json;
+pub mod report;
+pub mod run;
+
+pub use crate::engine::context::VXLAN_OVERHEAD;

@@ -1,0 +1,557 @@
+//! netcheck's orchestration: put the probe on every node, give each node a measuring point on
+//! its pod bridge, run the probe pair by pair (one pair at a time, so pairs do not share the
+//! wire) over the overlay and host to host on the underlay, diagnose the failures, and always
+//! take everything down again, also on Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::diagnose::{PairEvidence, diagnose};
+use super::facts::NetFacts;
+use super::model::{Measurement, PairResult, Report, Thresholds};
+use super::probe_json::ProbeOutput;
+use crate::engine::context::{self, NodeContext, POD_BRIDGE, VXLAN_DEVICE};
+use crate::engine::render::Renderer;
+use crate::engine::runner::Runner;
+use crate::inventory::Inventory;
+use crate::node::{Node, last_lines, shell_quote};
+use crate::ssh::SshConfig;
+
+/// Where the probe binary and the setup script go on every node.
+const REMOTE_DIR: &str = "/usr/local/lib/director-boot/netcheck";
+const NAMESPACE: &str = "dbnc";
+const VETH: &str = "dbnc-h";
+pub const OVERLAY_PORT: u16 = 5299;
+pub const UNDERLAY_PORT: u16 = 5298;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pairs {
+    All,
+    /// Each node to the next (and the last to the first).
+    Ring,
+    /// A deterministic sample of this many ordered pairs.
+    Sample(usize),
+}
+
+impl std::str::FromStr for Pairs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Pairs::All),
+            "ring" => Ok(Pairs::Ring),
+            n => match n.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(Pairs::Sample(n)),
+                _ => Err(format!(
+                    "`{s}`: expected all, ring or a number of pairs to sample"
+                )),
+            },
+        }
+    }
+}
+
+pub struct Options {
+    pub pairs: Pairs,
+    pub duration: u64,
+    pub streams: u32,
+    pub udp_bitrate: u64,
+    pub thresholds: Thresholds,
+    /// The binary uploaded to the nodes (default: this one).
+    pub probe_binary: Option<PathBuf>,
+    pub pair_timeout: Duration,
+}
+
+/// The ordered pairs to measure.
+pub fn select_pairs(nodes: &[String], how: &Pairs) -> Vec<(String, String)> {
+    let all: Vec<(String, String)> = nodes
+        .iter()
+        .flat_map(|a| {
+            nodes
+                .iter()
+                .filter(move |b| *b != a)
+                .map(move |b| (a.clone(), b.clone()))
+        })
+        .collect();
+    match how {
+        Pairs::All => all,
+        Pairs::Ring if nodes.len() < 2 => Vec::new(),
+        Pairs::Ring if nodes.len() == 2 => all,
+        Pairs::Ring => (0..nodes.len())
+            .map(|i| (nodes[i].clone(), nodes[(i + 1) % nodes.len()].clone()))
+            .collect(),
+        Pairs::Sample(n) => {
+            // Deterministic: the same cluster samples the same pairs, so runs compare.
+            let mut keyed: Vec<(String, (String, String))> = all
+                .into_iter()
+                .map(|(a, b)| {
+                    (
+                        crate::ssh::sha256_hex(format!("{a}>{b}").as_bytes()),
+                        (a, b),
+                    )
+                })
+                .collect();
+            keyed.sort();
+            let mut chosen: Vec<(String, String)> =
+                keyed.into_iter().take(*n).map(|(_, p)| p).collect();
+            chosen.sort();
+            chosen
+        }
+    }
+}
+
+struct Prepared<'a> {
+    node: &'a Node,
+    ctx: NodeContext,
+    binary: String,
+}
+
+fn tera_ctx(nc: &NodeContext, binary: &str, max_secs: u64) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("node", nc);
+    ctx.insert(
+        "netcheck",
+        &serde_json::json!({
+            "namespace": NAMESPACE,
+            "veth": VETH,
+            "binary": binary,
+            "address": nc.netcheck_address,
+            "overlay_port": OVERLAY_PORT,
+            "underlay_port": UNDERLAY_PORT,
+            "max_secs": max_secs,
+        }),
+    );
+    ctx
+}
+
+async fn netfacts(n: &Node, renderer: &Renderer, port: u16) -> anyhow::Result<NetFacts> {
+    let script = renderer.render("netcheck/netfacts.sh", &tera::Context::new())?;
+    let cmd = format!(
+        "sh -s -- {VXLAN_DEVICE} {port} {} {POD_BRIDGE} <<'DIRECTOR_BOOT_EOF'\n{script}DIRECTOR_BOOT_EOF\n",
+        shell_quote(&n.facts.interface)
+    );
+    let out = n.sudo_ok(&cmd).await?;
+    Ok(NetFacts::parse(&out.stdout))
+}
+
+async fn prepare<'a>(
+    n: &'a Node,
+    nc: &NodeContext,
+    renderer: &Renderer,
+    local_binary: &std::path::Path,
+    max_secs: u64,
+) -> anyhow::Result<Prepared<'a>> {
+    let binary = format!("{REMOTE_DIR}/director-boot");
+    n.session
+        .upload_file(local_binary, &binary, 0o755)
+        .await
+        .with_context(|| format!("uploading the probe to {binary}"))?;
+    let script = renderer.render("netcheck/setup.sh", &tera_ctx(nc, &binary, max_secs))?;
+    let setup = format!("{REMOTE_DIR}/setup.sh");
+    n.session
+        .upload(script.as_bytes(), &setup, 0o755)
+        .await
+        .context("uploading the netcheck setup script")?;
+    n.sudo_ok(&format!("sh {setup} up"))
+        .await
+        .context("starting the probe servers")?;
+    Ok(Prepared {
+        node: n,
+        ctx: nc.clone(),
+        binary,
+    })
+}
+
+async fn teardown(n: &Node) -> anyhow::Result<()> {
+    let setup = format!("{REMOTE_DIR}/setup.sh");
+    n.sudo_ok(&format!("[ ! -f {setup} ] || sh {setup} down"))
+        .await?;
+    Ok(())
+}
+
+/// One probe server: in a node's namespace on the overlay, or on the node itself.
+struct Target {
+    in_namespace: bool,
+    server: std::net::IpAddr,
+    port: u16,
+    max_mtu: u32,
+}
+
+impl Target {
+    fn overlay(from: &Prepared<'_>, to: &Prepared<'_>) -> Target {
+        Target {
+            in_namespace: true,
+            server: to.ctx.netcheck_address,
+            port: OVERLAY_PORT,
+            max_mtu: from.ctx.overlay_mtu.max(to.ctx.overlay_mtu),
+        }
+    }
+
+    fn underlay(from: &Prepared<'_>, to: &Prepared<'_>) -> Target {
+        Target {
+            in_namespace: false,
+            server: to.ctx.address,
+            port: UNDERLAY_PORT,
+            max_mtu: from.ctx.underlay_mtu.max(to.ctx.underlay_mtu),
+        }
+    }
+}
+
+/// Run the probe client on `from` against `to`; never longer than `limit`.
+async fn probe(
+    from: &Prepared<'_>,
+    to: &Target,
+    tests: &str,
+    opts: &Options,
+    limit: Duration,
+) -> Measurement {
+    let Target {
+        in_namespace,
+        server,
+        port,
+        max_mtu,
+    } = to;
+    let ns = if *in_namespace {
+        format!("ip netns exec {NAMESPACE} ")
+    } else {
+        String::new()
+    };
+    let cmd = format!(
+        "{ns}{} probe client {server} --port {port} --json --tests {tests} --duration {} --streams {} --udp-bitrate {} --max-mtu {max_mtu} --timeout {}",
+        from.binary,
+        opts.duration,
+        opts.streams,
+        opts.udp_bitrate,
+        limit.as_secs().max(1)
+    );
+    match tokio::time::timeout(limit + Duration::from_secs(5), from.node.session.sudo(&cmd)).await {
+        Err(_) => Measurement::failed(format!(
+            "{}: the probe did not finish within {} s",
+            from.node.name(),
+            limit.as_secs() + 5
+        )),
+        Ok(Err(e)) => Measurement::failed(format!("{}: {e}", from.node.name())),
+        Ok(Ok(out)) => match serde_json::from_str::<ProbeOutput>(out.stdout.trim()) {
+            Ok(p) => {
+                let m = p.into_measurement();
+                if m.ok() {
+                    m
+                } else {
+                    Measurement {
+                        failed: Some(m.errors.join("; ")),
+                        ..m
+                    }
+                }
+            }
+            Err(_) => Measurement::failed(format!(
+                "{}: probe exited {}: {}",
+                from.node.name(),
+                out.exit_code,
+                last_lines(&out.stderr, 3)
+            )),
+        },
+    }
+}
+
+async fn vxlan_rx(n: &Node) -> Option<u64> {
+    let out = n
+        .session
+        .run(&format!(
+            "cat /sys/class/net/{VXLAN_DEVICE}/statistics/rx_packets"
+        ))
+        .await
+        .ok()?;
+    out.stdout.trim().parse().ok()
+}
+
+fn judge(p: &mut PairResult, t: &Thresholds) {
+    let mut failures = Vec::new();
+    if let Some(why) = &p.overlay.failed {
+        failures.push(format!("overlay: {why}"));
+    } else {
+        match p.efficiency {
+            Some(e) if e < t.min_efficiency => failures.push(format!(
+                "efficiency {:.0}% < {:.0}%",
+                e * 100.0,
+                t.min_efficiency * 100.0
+            )),
+            None => failures.push("no TCP figure for the overlay or the underlay".into()),
+            _ => {}
+        }
+        if let Some(l) = p.overlay.udp_loss
+            && l > t.max_udp_loss
+        {
+            failures.push(format!(
+                "UDP loss {:.2}% > {:.2}%",
+                l * 100.0,
+                t.max_udp_loss * 100.0
+            ));
+        }
+    }
+    if p.diagnoses.iter().any(|d| d.code == "mtu") {
+        failures.push("MTU problem".into());
+    }
+    p.passed = failures.is_empty();
+    p.failures = failures;
+}
+
+pub async fn run(
+    runner: &mut Runner,
+    inv: &Inventory,
+    cfg: &SshConfig,
+    subnets: &BTreeMap<String, ipnet::IpNet>,
+    opts: &Options,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let renderer = Renderer::new()?;
+    let local_binary = match &opts.probe_binary {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("cannot find this program's own binary")?,
+    };
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let pairs = select_pairs(&names, &opts.pairs);
+    let tests_per_probe = 4 + u64::from(opts.streams > 1);
+    // Long enough for every test of a pair, short enough that a stuck pair ends.
+    let limit = opts
+        .pair_timeout
+        .max(Duration::from_secs(opts.duration * tests_per_probe + 10));
+    let max_secs = (pairs.len() as u64 * 2 * limit.as_secs()).clamp(300, 86_400);
+
+    let nodes = crate::commands::connect::open_nodes(runner, inv, cfg, false).await;
+    let mut node_errors: Vec<(String, String)> = Vec::new();
+    for name in &names {
+        if !nodes.iter().any(|n| n.name() == name) {
+            node_errors.push((name.clone(), "unreachable over SSH (see above)".into()));
+        }
+    }
+    let cluster = context::cluster(inv, subnets, "", BTreeMap::new())?;
+    let mut ctxs: BTreeMap<String, NodeContext> = BTreeMap::new();
+    for n in &nodes {
+        ctxs.insert(
+            n.name().to_string(),
+            context::node(inv, &cluster, &n.host, &n.facts)?,
+        );
+    }
+    let overlay_mtu = ctxs.values().map(|c| c.overlay_mtu).min().unwrap_or(1450);
+
+    // Everything after this point is undone by the teardown, also on Ctrl-C.
+    let body = async {
+        runner.say(&format!("[prepare] {} nodes", nodes.len()));
+        let prepared = futures::future::join_all(nodes.iter().map(|n| {
+            let nc = ctxs.get(n.name()).cloned();
+            let (renderer, local_binary) = (&renderer, &local_binary);
+            async move {
+                let nc = nc.context("no node context")?;
+                let facts = netfacts(n, renderer, inv.network.overlay.port).await?;
+                let p = prepare(n, &nc, renderer, local_binary, max_secs).await?;
+                anyhow::Ok((p, facts))
+            }
+        }))
+        .await;
+        let mut ready: BTreeMap<String, Prepared<'_>> = BTreeMap::new();
+        let mut facts: BTreeMap<String, NetFacts> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (n, r) in nodes.iter().zip(prepared) {
+            match r {
+                Ok((p, f)) => {
+                    runner.say(&format!(
+                        "  {:<14} probe at {} (overlay) and {} (underlay)",
+                        n.name(),
+                        p.ctx.netcheck_address,
+                        p.ctx.address
+                    ));
+                    facts.insert(n.name().to_string(), f);
+                    ready.insert(n.name().to_string(), p);
+                }
+                Err(e) => {
+                    runner.say(&format!("  {:<14} FAILED: {e:#}", n.name()));
+                    errors.push((n.name().to_string(), format!("prepare: {e:#}")));
+                }
+            }
+        }
+
+        runner.say(&format!("[measure] {} pairs", pairs.len()));
+        let mut results = Vec::new();
+        let tests = if opts.streams > 1 {
+            "tcp,tcp-multi,udp,rr,mtu"
+        } else {
+            "tcp,udp,rr,mtu"
+        };
+        for (a, b) in &pairs {
+            let t0 = Instant::now();
+            let (pa, pb) = (ready.get(a), ready.get(b));
+            let unreachable = |n: &str| {
+                let why = errors
+                    .iter()
+                    .chain(node_errors.iter())
+                    .find(|(h, _)| h == n)
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or_else(|| "not prepared".into());
+                Measurement::failed(format!("{n}: {why}"))
+            };
+            let (overlay, underlay, rx_delta) = match (pa, pb) {
+                (Some(pa), Some(pb)) => {
+                    let overlay = probe(pa, &Target::overlay(pa, pb), tests, opts, limit).await;
+                    let underlay = probe(pa, &Target::underlay(pa, pb), tests, opts, limit).await;
+                    // A dead overlay: does anything arrive at the receiver's VXLAN device?
+                    let rx_delta = if overlay.ok() {
+                        None
+                    } else {
+                        let before = vxlan_rx(pb.node).await;
+                        let short = Duration::from_secs(3);
+                        let _ = probe(pa, &Target::overlay(pa, pb), "rr", opts, short).await;
+                        let after = vxlan_rx(pb.node).await;
+                        match (before, after) {
+                            (Some(x), Some(y)) => Some(y.saturating_sub(x)),
+                            _ => None,
+                        }
+                    };
+                    (overlay, underlay, rx_delta)
+                }
+                (None, _) => (unreachable(a), unreachable(a), None),
+                (Some(_), None) => (unreachable(b), unreachable(b), None),
+            };
+            let efficiency = match (overlay.tcp_bps, underlay.tcp_bps) {
+                (Some(o), Some(u)) if u > 0.0 => Some(o / u),
+                _ => None,
+            };
+            let diagnoses = diagnose(&PairEvidence {
+                from: a,
+                to: b,
+                overlay: &overlay,
+                underlay: &underlay,
+                from_facts: facts.get(a),
+                to_facts: facts.get(b),
+                to_vxlan_rx_delta: rx_delta,
+                overlay_port: inv.network.overlay.port,
+                overlay_mtu,
+            });
+            let mut p = PairResult {
+                from: a.clone(),
+                to: b.clone(),
+                overlay,
+                underlay,
+                efficiency,
+                passed: false,
+                failures: Vec::new(),
+                diagnoses,
+                seconds: t0.elapsed().as_secs_f64(),
+            };
+            judge(&mut p, &opts.thresholds);
+            runner.say(&format!(
+                "  {a:>12} → {b:<12} {} Gbit/s (underlay {}) {}{}  ({:.1} s)",
+                super::report::gbit(p.overlay.tcp_bps),
+                super::report::gbit(p.underlay.tcp_bps),
+                p.efficiency
+                    .map_or("—".into(), |e| format!("{:.0}%", e * 100.0)),
+                if p.passed { "" } else { "  FAIL" },
+                p.seconds
+            ));
+            results.push(p);
+        }
+        (results, errors)
+    };
+
+    let outcome = tokio::select! {
+        r = body => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    runner.say("[cleanup]");
+    let downs = futures::future::join_all(nodes.iter().map(teardown)).await;
+    for (n, r) in nodes.iter().zip(downs) {
+        if let Err(e) = r {
+            runner.say(&format!("  {:<14} cleanup failed: {e:#}", n.name()));
+        }
+    }
+    let Some((results, errors)) = outcome else {
+        anyhow::bail!("interrupted; the probe servers and namespaces were removed");
+    };
+    node_errors.extend(errors);
+    let passed = !results.is_empty() && results.iter().all(|p| p.passed);
+    Ok(Report {
+        cluster: inv.cluster_name.clone(),
+        mode: "netns".into(),
+        nodes: names,
+        overlay_mtu,
+        duration_secs: opts.duration,
+        thresholds: opts.thresholds.clone(),
+        pairs: results,
+        node_errors,
+        passed,
+        started: started_at,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("node{i}")).collect()
+    }
+
+    #[test]
+    fn all_pairs_are_ordered_and_exclude_self() {
+        let p = select_pairs(&names(3), &Pairs::All);
+        assert_eq!(p.len(), 6);
+        assert!(p.iter().all(|(a, b)| a != b));
+    }
+
+    #[test]
+    fn a_ring_visits_every_node_once() {
+        let p = select_pairs(&names(4), &Pairs::Ring);
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[3], ("node4".into(), "node1".into()));
+        assert_eq!(select_pairs(&names(1), &Pairs::Ring), Vec::new());
+    }
+
+    #[test]
+    fn a_sample_is_deterministic_and_bounded() {
+        let a = select_pairs(&names(10), &Pairs::Sample(7));
+        assert_eq!(a.len(), 7);
+        assert_eq!(a, select_pairs(&names(10), &Pairs::Sample(7)));
+        assert_eq!(select_pairs(&names(3), &Pairs::Sample(50)).len(), 6);
+    }
+
+    #[test]
+    fn pairs_parse() {
+        assert_eq!("ring".parse::<Pairs>(), Ok(Pairs::Ring));
+        assert_eq!("12".parse::<Pairs>(), Ok(Pairs::Sample(12)));
+        assert!("0".parse::<Pairs>().is_err());
+        assert!("some".parse::<Pairs>().is_err());
+    }
+
+    #[test]
+    fn thresholds_decide_a_pair() {
+        let t = Thresholds {
+            min_efficiency: 0.8,
+            max_udp_loss: 0.01,
+        };
+        let m = |tcp: f64, loss: f64| Measurement {
+            tcp_bps: Some(tcp),
+            udp_bps: Some(1e9),
+            udp_loss: Some(loss),
+            ..Measurement::default()
+        };
+        let mut p = PairResult {
+            from: "a".into(),
+            to: "b".into(),
+            overlay: m(8e9, 0.0),
+            underlay: m(10e9, 0.0),
+            efficiency: Some(0.8),
+            passed: false,
+            failures: vec![],
+            diagnoses: vec![],
+            seconds: 1.0,
+        };
+        judge(&mut p, &t);
+        assert!(p.passed, "{:?}", p.failures);
+        p.overlay.udp_loss = Some(0.05);
+        p.efficiency = Some(0.5);
+        judge(&mut p, &t);
+        assert_eq!(p.failures.len(), 2, "{:?}", p.failures);
+    }
+}
