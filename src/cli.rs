@@ -97,6 +97,12 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshArgs,
     },
+    /// The pod network on its own: lay it (`up`), inspect it (`status`), or give a host a
+    /// stable address on it (`expose`).
+    Overlay {
+        #[command(subcommand)]
+        command: OverlayCommand,
+    },
     /// List the cluster's certificates and when they expire.
     Certs { inventory: PathBuf },
     /// Measure container-to-container TCP/UDP throughput across the overlay, against the
@@ -163,6 +169,39 @@ pub enum Command {
     Lab {
         #[command(subcommand)]
         command: LabCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OverlayCommand {
+    /// Lay or converge the VXLAN overlay and the pod bridge on every host (the `overlay`
+    /// phase of init, without the rest of the cluster).
+    Up {
+        inventory: PathBuf,
+        /// Print what each host would get; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Artifact mirror directory (for the CNI plugins); default: <cache>/mirror.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+    /// Compare every host's overlay (device, MTU, routes, neighbour and FDB entries per peer,
+    /// pod bridge, forwarding) with what the inventory says it should be.
+    Status {
+        inventory: PathBuf,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+    /// Give a host its address on the overlay (its pod bridge's), as `weave expose` does, so a
+    /// service on the host is reachable from pods at that address and the host reaches pods.
+    Expose {
+        inventory: PathBuf,
+        /// The host (a name from the inventory).
+        host: String,
+        #[command(flatten)]
+        ssh: SshArgs,
     },
 }
 

@@ -44,6 +44,13 @@ pub struct InitArgs<'a> {
     pub ssh: &'a SshArgs,
     pub json: bool,
     pub verbose: bool,
+    /// Only these component phases (`overlay up`); `None` = the whole cluster with addons and
+    /// the admin kubeconfig.
+    pub only_phases: Option<&'static [&'static str]>,
+    /// Only these hosts (the others are still connected: their facts feed the peers' routes).
+    pub only_hosts: Option<Vec<String>>,
+    /// The command name in the summary.
+    pub command: &'static str,
 }
 
 pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
@@ -167,9 +174,17 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
             continue;
         };
         let ctx = plan::tera_context(&cluster, nc);
+        if a
+            .only_hosts
+            .as_ref()
+            .is_some_and(|only| !only.iter().any(|h| h == n.name()))
+        {
+            continue;
+        }
         let mut mine = Vec::new();
         for r in &roles {
-            if r.applies_to(&n.host.roles) && plan::applies(&renderer, r, &ctx)? {
+            let wanted = a.only_phases.is_none_or(|p| p.contains(&r.phase.as_str()));
+            if wanted && r.applies_to(&n.host.roles) && plan::applies(&renderer, r, &ctx)? {
                 mine.push(r);
             }
         }
@@ -219,7 +234,8 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
                 continue;
             };
             let mine: Vec<&RoleDef> = all.iter().copied().filter(|r| r.phase == *phase).collect();
-            if !mine.is_empty() || (*phase == "runtime" && n.host.has_role(Role::Worker)) {
+            let runtime = *phase == "runtime" && a.only_phases.is_none();
+            if !mine.is_empty() || (runtime && n.host.has_role(Role::Worker)) {
                 concerned.push(n);
                 plan_for.insert(n.name().to_string(), mine);
             }
@@ -250,6 +266,9 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
             .await;
     }
 
+    if a.only_phases.is_some() {
+        return Ok(runner.finish(a.command, &hosts));
+    }
     // addons, from the first healthy control-plane host
     let addon_roles: Vec<&RoleDef> = roles.iter().filter(|r| r.phase == "addons").collect();
     if let Some(cp) = nodes
@@ -288,7 +307,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
             super::kubeconfig::merge_into_user_config(&yaml, &inv.cluster_name)?;
         }
     }
-    Ok(runner.finish("init", &hosts))
+    Ok(runner.finish(a.command, &hosts))
 }
 
 fn socket(addr: std::net::IpAddr, port: u16) -> String {

@@ -13,6 +13,7 @@ pub mod init;
 mod kubeconfig;
 mod lab;
 mod netcheck;
+mod overlay;
 mod reset;
 mod validate;
 
@@ -92,9 +93,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ssh: &ssh,
                     json,
                     verbose: cli.global.verbose > 0,
+                    only_phases: None,
+                    only_hosts: None,
+                    command: "init",
                 },
             )
             .await
+        }
+        Command::Overlay { command } => {
+            overlay::run(&paths, command, json, cli.global.verbose > 0).await
         }
         Command::Certs { inventory } => certs::run(&paths, &inventory, json),
         Command::Netcheck {

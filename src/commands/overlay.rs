@@ -1,0 +1,357 @@
+//! `director-boot overlay up|status|expose`: the pod network on its own.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::connect::{load_inventory, open_nodes, ssh_config};
+use crate::cli::OverlayCommand;
+use crate::engine::context::{self, NodeContext, POD_BRIDGE, VXLAN_DEVICE};
+use crate::engine::render::Renderer;
+use crate::engine::runner::Runner;
+use crate::inventory::Inventory;
+use crate::node::Node;
+use crate::paths::Paths;
+
+/// The phases `overlay up` runs: node-prep (sysctls, modules, firewalld) and overlay.
+const OVERLAY_PHASES: &[&str] = &["node-prep", "overlay"];
+
+pub async fn run(
+    paths: &Paths,
+    command: OverlayCommand,
+    json: bool,
+    verbose: bool,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        OverlayCommand::Up {
+            inventory,
+            dry_run,
+            artifacts,
+            ssh,
+        } => {
+            super::init::run(
+                paths,
+                super::init::InitArgs {
+                    inventory: &inventory,
+                    dry_run,
+                    artifacts,
+                    skip_preflight: Vec::new(),
+                    merge_kubeconfig: false,
+                    ssh: &ssh,
+                    json,
+                    verbose,
+                    only_phases: Some(OVERLAY_PHASES),
+                    only_hosts: None,
+                    command: "overlay up",
+                },
+            )
+            .await
+        }
+        OverlayCommand::Status { inventory, ssh } => {
+            let inv = load_inventory(&inventory)?;
+            let cfg = ssh_config(paths, &inv, &ssh)?;
+            let subnets = recorded_subnets(paths, &inv, &inventory)?;
+            let mut runner = Runner::new(false, ssh.concurrency as usize, verbose, json, None);
+            let nodes = open_nodes(&mut runner, &inv, &cfg, false).await;
+            let ctxs = contexts(&inv, &subnets, &nodes)?;
+            let renderer = Renderer::new()?;
+            let script = renderer.render("overlay/status.sh", &tera::Context::new())?;
+            let mut rows = Vec::new();
+            for h in &inv.hosts {
+                let st = match (nodes.iter().find(|n| n.name() == h.name), ctxs.get(&h.name)) {
+                    (Some(n), Some(nc)) => match host_status(n, &script).await {
+                        Ok(raw) => compare(nc, &raw),
+                        Err(e) => HostStatus::unreachable(&h.name, &format!("{e:#}")),
+                    },
+                    _ => HostStatus::unreachable(&h.name, "unreachable over SSH"),
+                };
+                rows.push(st);
+            }
+            let healthy = rows.iter().all(|r| r.problems.is_empty());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let table: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.host.clone(),
+                            r.device.clone(),
+                            r.mtu.map_or("—".into(), |m| m.to_string()),
+                            format!("{}/{}", r.peers_ok, r.peers_expected),
+                            r.address.clone().unwrap_or_else(|| "—".into()),
+                            if r.problems.is_empty() {
+                                "ok".into()
+                            } else {
+                                r.problems.join("; ")
+                            },
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    crate::output::table(
+                        &["HOST", "DEVICE", "MTU", "PEERS", "OVERLAY ADDRESS", "STATUS"],
+                        &table
+                    )
+                );
+            }
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        OverlayCommand::Expose {
+            inventory,
+            host,
+            ssh,
+        } => {
+            let inv = load_inventory(&inventory)?;
+            if !inv.hosts.iter().any(|h| h.name == host) {
+                anyhow::bail!(
+                    "{host}: no such host in {}; hosts: {}",
+                    inventory.display(),
+                    inv.hosts
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            // Converge the overlay on that host (its bridge address is part of it).
+            let code = super::init::run(
+                paths,
+                super::init::InitArgs {
+                    inventory: &inventory,
+                    dry_run: false,
+                    artifacts: None,
+                    skip_preflight: Vec::new(),
+                    merge_kubeconfig: false,
+                    ssh: &ssh,
+                    json: false,
+                    verbose,
+                    only_phases: Some(&["overlay"]),
+                    only_hosts: Some(vec![host.clone()]),
+                    command: "overlay expose",
+                },
+            )
+            .await?;
+            if code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
+            let cfg = ssh_config(paths, &inv, &ssh)?;
+            let subnets = recorded_subnets(paths, &inv, &inventory)?;
+            let h = inv
+                .hosts
+                .iter()
+                .find(|h| h.name == host)
+                .context("host vanished")?;
+            let peer = super::connect::peer_of(&inv, h);
+            let node = Node::open(h, &peer, &cfg, false).await?;
+            let nc = contexts(&inv, &subnets, std::slice::from_ref(&node))?
+                .remove(&host)
+                .context("no node context")?;
+            let have = node
+                .session
+                .run(&format!("ip -4 -o addr show dev {POD_BRIDGE}"))
+                .await?;
+            let want = nc.pod_gateway.to_string();
+            if !have.stdout.contains(&format!("inet {want}/")) {
+                anyhow::bail!(
+                    "{host}: the pod bridge {POD_BRIDGE} does not carry {want} after converging; check `journalctl -u director-overlay` on {host}"
+                );
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"host": host, "address": want, "subnet": nc.pod_subnet})
+                );
+            } else {
+                println!(
+                    "{host} is on the overlay at {want} (subnet {}): pods reach services on {host} at {want}, and {host} reaches pods from it. It stays after a reboot.",
+                    nc.pod_subnet
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn recorded_subnets(
+    paths: &Paths,
+    inv: &Inventory,
+    inventory: &std::path::Path,
+) -> anyhow::Result<BTreeMap<String, ipnet::IpNet>> {
+    let file = paths.cluster_dir(&inv.cluster_name).join("subnets.json");
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "no overlay recorded for cluster {}: run `director-boot overlay up {}` first",
+            inv.cluster_name,
+            inventory.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", file.display()))
+}
+
+fn contexts(
+    inv: &Inventory,
+    subnets: &BTreeMap<String, ipnet::IpNet>,
+    nodes: &[Node],
+) -> anyhow::Result<BTreeMap<String, NodeContext>> {
+    let cluster = context::cluster(inv, subnets, "", BTreeMap::new())?;
+    let mut out = BTreeMap::new();
+    for n in nodes {
+        out.insert(
+            n.name().to_string(),
+            context::node(inv, &cluster, &n.host, &n.facts)?,
+        );
+    }
+    Ok(out)
+}
+
+async fn host_status(n: &Node, script: &str) -> anyhow::Result<String> {
+    let cmd = format!(
+        "sh -s -- {VXLAN_DEVICE} {POD_BRIDGE} <<'DIRECTOR_BOOT_EOF'\n{script}DIRECTOR_BOOT_EOF\n"
+    );
+    Ok(n.session.run(&cmd).await?.stdout)
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct HostStatus {
+    pub host: String,
+    /// `up`, `down`, `missing` or `unknown`.
+    pub device: String,
+    pub mtu: Option<u32>,
+    pub peers_expected: usize,
+    /// Peers with their route, neighbour and FDB entry all in place.
+    pub peers_ok: usize,
+    pub address: Option<String>,
+    pub problems: Vec<String>,
+}
+
+impl HostStatus {
+    fn unreachable(host: &str, why: &str) -> HostStatus {
+        HostStatus {
+            host: host.into(),
+            device: "unknown".into(),
+            mtu: None,
+            peers_expected: 0,
+            peers_ok: 0,
+            address: None,
+            problems: vec![why.into()],
+        }
+    }
+}
+
+fn sections(raw: &str) -> BTreeMap<&str, Vec<&str>> {
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut cur = "";
+    for line in raw.lines() {
+        if let Some(name) = line.strip_prefix("== ") {
+            cur = name.trim();
+            out.entry(cur).or_default();
+        } else if !line.trim().is_empty() {
+            out.entry(cur).or_default().push(line);
+        }
+    }
+    out
+}
+
+fn word_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let mut it = line.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == key {
+            return it.next();
+        }
+    }
+    None
+}
+
+/// What the host has against what its context says it should have.
+pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
+    let s = sections(raw);
+    let get = |k: &str| s.get(k).cloned().unwrap_or_default();
+    let mut problems = Vec::new();
+    let link = get("link");
+    let (device, mtu) = match link.first() {
+        None => {
+            problems.push(format!("no {VXLAN_DEVICE}: run `director-boot overlay up`"));
+            ("missing".to_string(), None)
+        }
+        Some(l) => {
+            let up = l.contains(",UP") || l.contains("<UP");
+            let mtu = word_after(l, "mtu").and_then(|m| m.parse::<u32>().ok());
+            if mtu != Some(nc.overlay_mtu) {
+                problems.push(format!(
+                    "MTU {} (want {})",
+                    mtu.map_or("?".into(), |m| m.to_string()),
+                    nc.overlay_mtu
+                ));
+            }
+            if !up {
+                problems.push("device down".into());
+            }
+            (if up { "up" } else { "down" }.to_string(), mtu)
+        }
+    };
+    let routes = get("routes");
+    let neigh = get("neigh");
+    let fdb = get("fdb");
+    let mut ok = 0;
+    for p in &nc.peers {
+        let subnet = p.pod_subnet.to_string();
+        let vtep = p.vtep_address.to_string();
+        let dst = p.address.to_string();
+        let r = routes.iter().any(|l| l.split_whitespace().next() == Some(&subnet));
+        let n = neigh.iter().any(|l| {
+            l.split_whitespace().next() == Some(&vtep) && l.contains(&p.vtep_mac)
+        });
+        let f = fdb.iter().any(|l| {
+            l.split_whitespace().next() == Some(&p.vtep_mac) && word_after(l, "dst") == Some(&dst)
+        });
+        if r && n && f {
+            ok += 1;
+        } else {
+            let missing: Vec<&str> = [(r, "route"), (n, "neighbour"), (f, "fdb")]
+                .iter()
+                .filter(|(has, _)| !has)
+                .map(|(_, w)| *w)
+                .collect();
+            problems.push(format!("{}: missing {}", p.name, missing.join("+")));
+        }
+    }
+    let known: Vec<String> = nc.peers.iter().map(|p| p.pod_subnet.to_string()).collect();
+    for l in &routes {
+        if let Some(dst) = l.split_whitespace().next()
+            && !known.iter().any(|k| k == dst)
+        {
+            problems.push(format!("stale route {dst} (a removed host?)"));
+        }
+    }
+    let want = format!("inet {}/{}", nc.pod_gateway, nc.pod_prefix_len);
+    let address = get("bridge")
+        .iter()
+        .any(|l| l.contains(&want))
+        .then(|| nc.pod_gateway.to_string());
+    if address.is_none() {
+        problems.push(format!("{POD_BRIDGE} lacks {}", nc.pod_gateway));
+    }
+    if get("sysctl").first().map(|s| s.trim()) != Some("1") {
+        problems.push("net.ipv4.ip_forward is off".into());
+    }
+    if get("unit").first().map(|s| s.trim()) != Some("enabled") {
+        problems.push("director-overlay.service not enabled (the overlay would not come back after a reboot)".into());
+    }
+    HostStatus {
+        host: nc.name.clone(),
+        device,
+        mtu,
+        peers_expected: nc.peers.len(),
+        peers_ok: ok,
+        address,
+        problems,
+    }
+}

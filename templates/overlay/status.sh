@@ -1,0 +1,10 @@
+# director-boot overlay status: raw state of this host's part of the overlay, in sections that
+# src/commands/overlay.rs compares with what the inventory says. Read-only.
+dev="$1"; br="$2"
+echo "== link"; ip -d -o link show dev "$dev" 2>/dev/null
+echo "== routes"; ip -4 route show dev "$dev" 2>/dev/null
+echo "== neigh"; ip -4 neigh show dev "$dev" nud permanent 2>/dev/null
+echo "== fdb"; bridge fdb show dev "$dev" 2>/dev/null | grep ' dst '
+echo "== bridge"; ip -4 -o addr show dev "$br" 2>/dev/null
+echo "== sysctl"; cat /proc/sys/net/ipv4/ip_forward
+echo "== unit"; systemctl is-enabled director-overlay 2>/dev/null || true
