@@ -65,9 +65,19 @@ fn mapping(pairs: &[(&str, serde_yaml::Value)]) -> serde_yaml::Mapping {
 }
 
 /// Kubelet settings a node of this lab needs (lab-notes): cgroup v1 host, per-node cgroup
-/// root, read-only kernel sysctls, and no swap policy.
+/// root, read-only kernel sysctls, and no swap policy. Lab nodes share the host's disk with
+/// everything else on it, so percentage eviction thresholds (15 % free for images) would evict
+/// pods on a busy but healthy host: absolute floors instead.
 fn kubelet_extra() -> serde_yaml::Mapping {
+    let eviction = mapping(&[
+        ("nodefs.available", "1Gi".into()),
+        ("imagefs.available", "1Gi".into()),
+        ("memory.available", "100Mi".into()),
+    ]);
     mapping(&[
+        ("evictionHard", eviction.into()),
+        ("imageGCHighThresholdPercent", 100.into()),
+        ("imageGCLowThresholdPercent", 99.into()),
         ("failCgroupV1", false.into()),
         ("cgroupDriver", "cgroupfs".into()),
         ("cgroupRoot", "/".into()),
