@@ -12,6 +12,7 @@ mod facts;
 pub mod init;
 mod kubeconfig;
 mod lab;
+mod probe;
 mod reset;
 mod validate;
 
@@ -97,6 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Certs { inventory } => certs::run(&paths, &inventory, json),
         Command::Netcheck { .. } => not_built("netcheck", "issue 4"),
+        Command::Probe { command } => probe::run(command, json).await,
         Command::DeployApp { .. } => not_built("deploy-app", "issue 5"),
         Command::Reset {
             inventory,
