@@ -1,5 +1,6 @@
 //! Command-line surface. Handlers live in `commands/`, one file per subcommand.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -140,6 +141,11 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshArgs,
     },
+    /// Measure throughput, loss, latency and path MTU between two hosts (an iperf3 built in).
+    Probe {
+        #[command(subcommand)]
+        command: ProbeCommand,
+    },
     /// Deploy a catalog application (spark, symphony, cassandra, hadoop, ...).
     DeployApp { app: String },
     /// Remove everything init installed from the hosts (units, binaries, data, CNI, iptables, links).
@@ -227,4 +233,155 @@ pub enum LabCommand {
         /// The machine, e.g. node3.
         node: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeCommand {
+    /// Answer probe clients (TCP and UDP on the same port), one client at a time.
+    Server {
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: IpAddr,
+        #[arg(long, default_value_t = crate::probe::DEFAULT_PORT)]
+        port: u16,
+        /// Exit after SECS without a client (0 = never), so forgotten servers clean up.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        idle_exit: u64,
+        /// Exit after the first client session.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Run tests against a probe server and print what was measured.
+    Client(ProbeClientArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProbeClientArgs {
+    /// Address or host name of the probe server.
+    pub server: String,
+    #[arg(long, default_value_t = crate::probe::DEFAULT_PORT)]
+    pub port: u16,
+    /// Tests to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcp,tcp-multi,udp,rr,mtu"
+    )]
+    pub tests: Vec<crate::probe::TestKind>,
+    /// Parallel streams of the tcp-multi test.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=128))]
+    pub streams: u32,
+    /// Seconds each TCP and UDP test sends.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_seconds)]
+    pub duration: f64,
+    /// Seconds after the first byte left out of TCP figures (like iperf3 -O).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_seconds)]
+    pub omit: f64,
+    /// UDP send rate in bits/s, with an optional K/M/G suffix; 0 = as fast as possible.
+    #[arg(long, default_value = "0", value_parser = parse_bitrate)]
+    pub udp_bitrate: u64,
+    /// UDP payload bytes per datagram, or auto (path MTU minus IP/UDP headers).
+    #[arg(long, default_value = "auto", value_parser = parse_udp_size)]
+    pub udp_size: UdpSize,
+    /// Request/response transactions.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rr_count: u32,
+    /// Largest packet size the MTU search tries.
+    #[arg(long, default_value_t = 9000, value_parser = clap::value_parser!(u32).range(576..=65535))]
+    pub max_mtu: u32,
+    /// Bound on the whole run in seconds (default: enough for the selected tests).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub timeout: Option<f64>,
+}
+
+/// `--udp-size`: a byte count or automatic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpSize(pub Option<usize>);
+
+fn parse_udp_size(s: &str) -> Result<UdpSize, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(UdpSize(None));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (32..=65_507).contains(&n) => Ok(UdpSize(Some(n))),
+        _ => Err("expected auto or a size from 32 to 65507".into()),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.0..=86_400.0).contains(&x) => Ok(x),
+        _ => Err("expected seconds, e.g. 5 or 0.5".into()),
+    }
+}
+
+/// Bits per second with an optional decimal K/M/G suffix (as iperf3's -b).
+pub fn parse_bitrate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1e3),
+        Some('M') => (&t[..t.len() - 1], 1e6),
+        Some('G') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok((x * mult) as u64),
+        _ => Err("expected bits/s like 0, 500M or 2.5G".into()),
+    }
+}
+
+#[cfg(test)]
+mod probe_arg_tests {
+    use super::*;
+
+    #[test]
+    fn bitrates_and_sizes() {
+        assert_eq!(parse_bitrate("0"), Ok(0));
+        assert_eq!(parse_bitrate("500M"), Ok(500_000_000));
+        assert_eq!(parse_bitrate("2.5g"), Ok(2_500_000_000));
+        assert!(parse_bitrate("fast").is_err());
+        assert_eq!(parse_udp_size("auto"), Ok(UdpSize(None)));
+        assert_eq!(parse_udp_size("1400"), Ok(UdpSize(Some(1400))));
+        assert!(parse_udp_size("70000").is_err());
+    }
+
+    #[test]
+    fn client_defaults() {
+        let cli = Cli::try_parse_from(["director-boot", "probe", "client", "10.0.0.2"]).unwrap();
+        let Command::Probe {
+            command: ProbeCommand::Client(a),
+        } = cli.command
+        else {
+            panic!("not a probe client");
+        };
+        assert_eq!(a.tests.len(), 5);
+        assert_eq!(
+            (a.port, a.streams, a.rr_count, a.max_mtu),
+            (5299, 4, 2000, 9000)
+        );
+        assert_eq!(a.udp_size, UdpSize(None));
+        let cli = Cli::try_parse_from([
+            "director-boot",
+            "--json",
+            "probe",
+            "client",
+            "h",
+            "--tests",
+            "tcp,mtu",
+            "--duration",
+            "0.5",
+        ])
+        .unwrap();
+        let Command::Probe {
+            command: ProbeCommand::Client(a),
+        } = cli.command
+        else {
+            panic!("not a probe client");
+        };
+        assert_eq!(
+            a.tests,
+            vec![crate::probe::TestKind::Tcp, crate::probe::TestKind::Mtu]
+        );
+        assert_eq!(a.duration, 0.5);
+    }
 }

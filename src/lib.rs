@@ -14,5 +14,6 @@ pub mod osfamily;
 pub mod output;
 pub mod paths;
 pub mod pki;
+pub mod probe;
 pub mod progress;
 pub mod ssh;

@@ -14,6 +14,7 @@ mod kubeconfig;
 mod lab;
 mod netcheck;
 mod overlay;
+mod probe;
 mod reset;
 mod validate;
 
@@ -137,6 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Probe { command } => probe::run(command, json).await,
         Command::DeployApp { .. } => not_built("deploy-app", "issue 5"),
         Command::Reset {
             inventory,
