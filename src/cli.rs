@@ -135,6 +135,10 @@ pub enum Command {
         /// Seconds after which a pair's probe is abandoned (at least the tests' own duration).
         #[arg(long, default_value_t = 60)]
         pair_timeout: u64,
+        /// Where the probes run: pods (a DaemonSet), netns (namespaces on the pod bridges, no
+        /// Kubernetes needed), or auto (pods once the cluster is up).
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: crate::netcheck::run::Mode,
         /// The director-boot binary to put on the nodes as the probe (default: this one).
         #[arg(long, value_name = "FILE")]
         probe_binary: Option<PathBuf>,

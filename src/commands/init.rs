@@ -174,8 +174,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
             continue;
         };
         let ctx = plan::tera_context(&cluster, nc);
-        if a
-            .only_hosts
+        if a.only_hosts
             .as_ref()
             .is_some_and(|only| !only.iter().any(|h| h == n.name()))
         {

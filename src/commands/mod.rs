@@ -116,6 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             html,
             pair_timeout,
             probe_binary,
+            mode,
             ssh,
         } => {
             netcheck::run(
@@ -131,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     html,
                     pair_timeout,
                     probe_binary,
+                    mode,
                     ssh: &ssh,
                     json,
                     verbose: cli.global.verbose > 0,

@@ -26,6 +26,7 @@ pub struct NetcheckArgs<'a> {
     pub html: Option<PathBuf>,
     pub pair_timeout: u64,
     pub probe_binary: Option<PathBuf>,
+    pub mode: crate::netcheck::run::Mode,
     pub ssh: &'a SshArgs,
     pub json: bool,
     pub verbose: bool,
@@ -69,6 +70,9 @@ pub async fn run(paths: &Paths, a: NetcheckArgs<'_>) -> anyhow::Result<ExitCode>
         },
         probe_binary: a.probe_binary,
         pair_timeout: Duration::from_secs(a.pair_timeout),
+        mode: a.mode,
+        cluster_up: cluster_dir.join("admin.conf").exists(),
+        cache_dir: paths.cache.clone(),
     };
     let rep = run::run(&mut runner, &inv, &cfg, &subnets, &opts).await?;
     if let Some(path) = &a.html {

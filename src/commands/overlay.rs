@@ -93,7 +93,14 @@ pub async fn run(
                 print!(
                     "{}",
                     crate::output::table(
-                        &["HOST", "DEVICE", "MTU", "PEERS", "OVERLAY ADDRESS", "STATUS"],
+                        &[
+                            "HOST",
+                            "DEVICE",
+                            "MTU",
+                            "PEERS",
+                            "OVERLAY ADDRESS",
+                            "STATUS"
+                        ],
                         &table
                     )
                 );
@@ -305,10 +312,12 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
         let subnet = p.pod_subnet.to_string();
         let vtep = p.vtep_address.to_string();
         let dst = p.address.to_string();
-        let r = routes.iter().any(|l| l.split_whitespace().next() == Some(&subnet));
-        let n = neigh.iter().any(|l| {
-            l.split_whitespace().next() == Some(&vtep) && l.contains(&p.vtep_mac)
-        });
+        let r = routes
+            .iter()
+            .any(|l| l.split_whitespace().next() == Some(&subnet));
+        let n = neigh
+            .iter()
+            .any(|l| l.split_whitespace().next() == Some(&vtep) && l.contains(&p.vtep_mac));
         let f = fdb.iter().any(|l| {
             l.split_whitespace().next() == Some(&p.vtep_mac) && word_after(l, "dst") == Some(&dst)
         });
@@ -343,7 +352,10 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
         problems.push("net.ipv4.ip_forward is off".into());
     }
     if get("unit").first().map(|s| s.trim()) != Some("enabled") {
-        problems.push("director-overlay.service not enabled (the overlay would not come back after a reboot)".into());
+        problems.push(
+            "director-overlay.service not enabled (the overlay would not come back after a reboot)"
+                .into(),
+        );
     }
     HostStatus {
         host: nc.name.clone(),

@@ -10,6 +10,8 @@ pub mod diagnose;
 pub mod facts;
 pub mod html;
 pub mod model;
+mod pods;
+pub mod probe_image;
 mod probe_json;
 pub mod report;
 pub mod run;

@@ -61,6 +61,11 @@ pub struct Options {
     /// The binary uploaded to the nodes (default: this one).
     pub probe_binary: Option<PathBuf>,
     pub pair_timeout: Duration,
+    pub mode: Mode,
+    /// Whether the cluster is up (its admin kubeconfig exists): `auto` then uses pods.
+    pub cluster_up: bool,
+    /// Where the probe image is built.
+    pub cache_dir: PathBuf,
 }
 
 /// The ordered pairs to measure.
@@ -105,9 +110,24 @@ struct Prepared<'a> {
     node: &'a Node,
     ctx: NodeContext,
     binary: String,
+    /// This node's measuring point on the overlay: its address and the command prefix that
+    /// runs the probe client there.
+    overlay_ip: std::net::IpAddr,
+    overlay_exec: String,
 }
 
-fn tera_ctx(nc: &NodeContext, binary: &str, max_secs: u64) -> tera::Context {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Pods when the cluster is up (an admin kubeconfig exists), else namespaces.
+    Auto,
+    /// A DaemonSet of probe pods (the image is built from this binary and side-loaded).
+    Pods,
+    /// A network namespace on each node's pod bridge (works before the cluster exists).
+    Netns,
+}
+
+fn tera_ctx(nc: &NodeContext, binary: &str, max_secs: u64, netns: bool) -> tera::Context {
     let mut ctx = tera::Context::new();
     ctx.insert("node", nc);
     ctx.insert(
@@ -120,6 +140,7 @@ fn tera_ctx(nc: &NodeContext, binary: &str, max_secs: u64) -> tera::Context {
             "overlay_port": OVERLAY_PORT,
             "underlay_port": UNDERLAY_PORT,
             "max_secs": max_secs,
+            "namespace_mode": netns,
         }),
     );
     ctx
@@ -141,13 +162,14 @@ async fn prepare<'a>(
     renderer: &Renderer,
     local_binary: &std::path::Path,
     max_secs: u64,
+    netns: bool,
 ) -> anyhow::Result<Prepared<'a>> {
     let binary = format!("{REMOTE_DIR}/director-boot");
     n.session
         .upload_file(local_binary, &binary, 0o755)
         .await
         .with_context(|| format!("uploading the probe to {binary}"))?;
-    let script = renderer.render("netcheck/setup.sh", &tera_ctx(nc, &binary, max_secs))?;
+    let script = renderer.render("netcheck/setup.sh", &tera_ctx(nc, &binary, max_secs, netns))?;
     let setup = format!("{REMOTE_DIR}/setup.sh");
     n.session
         .upload(script.as_bytes(), &setup, 0o755)
@@ -159,8 +181,47 @@ async fn prepare<'a>(
     Ok(Prepared {
         node: n,
         ctx: nc.clone(),
+        overlay_ip: nc.netcheck_address,
+        overlay_exec: format!("ip netns exec {NAMESPACE} {binary}"),
         binary,
     })
+}
+
+/// Build the probe image, side-load it, and start the DaemonSet: node -> (pod IP, exec prefix).
+async fn start_pods(
+    cp: Option<&Node>,
+    ready: &BTreeMap<String, Prepared<'_>>,
+    renderer: &Renderer,
+    binary: &std::path::Path,
+    cache_dir: &std::path::Path,
+    max_secs: u64,
+) -> anyhow::Result<BTreeMap<String, (std::net::IpAddr, String)>> {
+    let cp = cp.context("no reachable control-plane host to run the DaemonSet from")?;
+    let (b, c) = (binary.to_path_buf(), cache_dir.join("netcheck"));
+    let image = tokio::task::spawn_blocking(move || super::probe_image::build(&b, &c))
+        .await
+        .context("building the probe image")??;
+    let loads = futures::future::join_all(
+        ready
+            .values()
+            .map(|p| super::pods::load_image(p.node, &image)),
+    )
+    .await;
+    for (p, r) in ready.values().zip(loads) {
+        r.with_context(|| format!("{}: side-loading {}", p.node.name(), image.reference))?;
+    }
+    super::pods::stop(cp).await?;
+    let nodes: Vec<&Node> = ready.values().map(|p| p.node).collect();
+    super::pods::start(
+        cp,
+        &nodes,
+        renderer,
+        &image,
+        OVERLAY_PORT,
+        max_secs,
+        Duration::from_secs(90),
+    )
+    .await
 }
 
 async fn teardown(n: &Node) -> anyhow::Result<()> {
@@ -170,9 +231,9 @@ async fn teardown(n: &Node) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One probe server: in a node's namespace on the overlay, or on the node itself.
+/// One probe server: on the overlay (a pod or a namespace), or on the node itself.
 struct Target {
-    in_namespace: bool,
+    on_overlay: bool,
     server: std::net::IpAddr,
     port: u16,
     max_mtu: u32,
@@ -181,8 +242,8 @@ struct Target {
 impl Target {
     fn overlay(from: &Prepared<'_>, to: &Prepared<'_>) -> Target {
         Target {
-            in_namespace: true,
-            server: to.ctx.netcheck_address,
+            on_overlay: true,
+            server: to.overlay_ip,
             port: OVERLAY_PORT,
             max_mtu: from.ctx.overlay_mtu.max(to.ctx.overlay_mtu),
         }
@@ -190,7 +251,7 @@ impl Target {
 
     fn underlay(from: &Prepared<'_>, to: &Prepared<'_>) -> Target {
         Target {
-            in_namespace: false,
+            on_overlay: false,
             server: to.ctx.address,
             port: UNDERLAY_PORT,
             max_mtu: from.ctx.underlay_mtu.max(to.ctx.underlay_mtu),
@@ -207,19 +268,18 @@ async fn probe(
     limit: Duration,
 ) -> Measurement {
     let Target {
-        in_namespace,
+        on_overlay,
         server,
         port,
         max_mtu,
     } = to;
-    let ns = if *in_namespace {
-        format!("ip netns exec {NAMESPACE} ")
+    let exec = if *on_overlay {
+        &from.overlay_exec
     } else {
-        String::new()
+        &from.binary
     };
     let cmd = format!(
-        "{ns}{} probe client {server} --port {port} --json --tests {tests} --duration {} --streams {} --udp-bitrate {} --max-mtu {max_mtu} --timeout {}",
-        from.binary,
+        "{exec} probe client {server} --port {port} --json --tests {tests} --duration {} --streams {} --udp-bitrate {} --max-mtu {max_mtu} --timeout {}",
         opts.duration,
         opts.streams,
         opts.udp_bitrate,
@@ -335,6 +395,9 @@ pub async fn run(
         );
     }
     let overlay_mtu = ctxs.values().map(|c| c.overlay_mtu).min().unwrap_or(1450);
+    let cp = nodes
+        .iter()
+        .find(|n| n.host.has_role(crate::inventory::Role::ControlPlane));
 
     // Everything after this point is undone by the teardown, also on Ctrl-C.
     let body = async {
@@ -345,7 +408,8 @@ pub async fn run(
             async move {
                 let nc = nc.context("no node context")?;
                 let facts = netfacts(n, renderer, inv.network.overlay.port).await?;
-                let p = prepare(n, &nc, renderer, local_binary, max_secs).await?;
+                let netns = opts.mode != Mode::Pods;
+                let p = prepare(n, &nc, renderer, local_binary, max_secs, netns).await?;
                 anyhow::Ok((p, facts))
             }
         }))
@@ -368,6 +432,50 @@ pub async fn run(
                 Err(e) => {
                     runner.say(&format!("  {:<14} FAILED: {e:#}", n.name()));
                     errors.push((n.name().to_string(), format!("prepare: {e:#}")));
+                }
+            }
+        }
+
+        let want_pods = match opts.mode {
+            Mode::Pods => true,
+            Mode::Netns => false,
+            Mode::Auto => opts.cluster_up,
+        };
+        let mut mode_used = "netns".to_string();
+        if want_pods {
+            runner.say("[pods] probe DaemonSet");
+            match start_pods(
+                cp,
+                &ready,
+                &renderer,
+                &local_binary,
+                &opts.cache_dir,
+                max_secs,
+            )
+            .await
+            {
+                Ok(map) => {
+                    mode_used = "pods".into();
+                    for (name, p) in ready.iter_mut() {
+                        if let Some((ip, exec)) = map.get(name) {
+                            runner.say(&format!("  {name:<14} probe pod at {ip}"));
+                            p.overlay_ip = *ip;
+                            p.overlay_exec = exec.clone();
+                        }
+                    }
+                }
+                Err(e) if opts.mode == Mode::Pods => {
+                    runner.say(&format!("  FAILED: {e:#}"));
+                    for name in ready.keys() {
+                        errors.push((name.clone(), format!("pods: {e:#}")));
+                    }
+                    ready.clear();
+                }
+                Err(e) => {
+                    runner.say(&format!(
+                        "  pods unavailable ({e:#}); measuring from namespaces on the pod bridges instead"
+                    ));
+                    mode_used = format!("netns (pods unavailable: {e:#})");
                 }
             }
         }
@@ -451,7 +559,7 @@ pub async fn run(
             ));
             results.push(p);
         }
-        (results, errors)
+        (results, errors, mode_used)
     };
 
     let outcome = tokio::select! {
@@ -459,20 +567,30 @@ pub async fn run(
         _ = tokio::signal::ctrl_c() => None,
     };
     runner.say("[cleanup]");
+    if let Some(cp) = cp
+        && opts.cluster_up
+        && opts.mode != Mode::Netns
+        && let Err(e) = super::pods::stop(cp).await
+    {
+        runner.say(&format!(
+            "  {:<14} removing the probe DaemonSet failed: {e:#}",
+            cp.name()
+        ));
+    }
     let downs = futures::future::join_all(nodes.iter().map(teardown)).await;
     for (n, r) in nodes.iter().zip(downs) {
         if let Err(e) = r {
             runner.say(&format!("  {:<14} cleanup failed: {e:#}", n.name()));
         }
     }
-    let Some((results, errors)) = outcome else {
+    let Some((results, errors, mode_used)) = outcome else {
         anyhow::bail!("interrupted; the probe servers and namespaces were removed");
     };
     node_errors.extend(errors);
     let passed = !results.is_empty() && results.iter().all(|p| p.passed);
     Ok(Report {
         cluster: inv.cluster_name.clone(),
-        mode: "netns".into(),
+        mode: mode_used,
         nodes: names,
         overlay_mtu,
         duration_secs: opts.duration,

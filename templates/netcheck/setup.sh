@@ -45,6 +45,7 @@ up() {
 		ip addr replace "$GW/{{ node.pod_prefix_len }}" dev "$BRIDGE"
 		ip link set "$BRIDGE" up
 	fi
+{%- if netcheck.namespace_mode %}
 	ip netns add "$NS"
 	ip link add "$VETH" mtu "$MTU" type veth peer name eth0 mtu "$MTU" netns "$NS"
 	ip link set "$VETH" master "$BRIDGE" up
@@ -52,16 +53,19 @@ up() {
 	ip -n "$NS" addr add "$ADDR" dev eth0
 	ip -n "$NS" link set eth0 up
 	ip -n "$NS" route add default via "$GW"
+{%- endif %}
 	if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then
 		firewall-cmd --add-port="$UNDERLAY_PORT/tcp" --add-port="$UNDERLAY_PORT/udp" >/dev/null
 		touch "$FIREWALLD_MARK"
 	fi
+{%- if netcheck.namespace_mode %}
 	systemd-run --quiet --unit="$UNIT_OVERLAY" --collect -p RuntimeMaxSec={{ netcheck.max_secs }} \
 		ip netns exec "$NS" "$BIN" probe server --port "$OVERLAY_PORT" --idle-exit {{ netcheck.max_secs }}
+{%- endif %}
 	systemd-run --quiet --unit="$UNIT_UNDERLAY" --collect -p RuntimeMaxSec={{ netcheck.max_secs }} \
 		"$BIN" probe server --bind "$UNDERLAY_ADDR" --port "$UNDERLAY_PORT" --idle-exit {{ netcheck.max_secs }}
 	i=0
-	until listening "$OVERLAY_PORT" "$NS" && listening "$UNDERLAY_PORT"; do
+	until {% if netcheck.namespace_mode %}listening "$OVERLAY_PORT" "$NS" && {% endif %}listening "$UNDERLAY_PORT"; do
 		i=$((i + 1))
 		if [ "$i" -gt 50 ]; then
 			echo "probe servers did not start listening within 10 s:" >&2

@@ -1,0 +1,184 @@
+//! netcheck's pods mode: the probe servers run as a DaemonSet from an image built from this
+//! binary (side-loaded into every node's containerd), and the client runs inside the local
+//! probe pod with `crictl exec`, so every measurement is container to container.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::probe_image::{ENTRYPOINT, ProbeImage};
+use crate::engine::render::Renderer;
+use crate::node::{Node, shell_quote};
+
+const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+const NAME: &str = "director-boot-netcheck";
+const ARCHIVE: &str = "/var/lib/director-boot/images/netcheck-probe.tar";
+
+/// Put the probe image into a node's containerd (skipped when it is there already).
+pub async fn load_image(n: &Node, image: &ProbeImage) -> anyhow::Result<()> {
+    let listed = n.sudo_ok("ctr -n k8s.io images ls -q").await?;
+    if listed.stdout.lines().any(|l| l.trim() == image.reference) {
+        return Ok(());
+    }
+    n.sudo_ok("mkdir -p /var/lib/director-boot/images").await?;
+    n.session
+        .upload_file(&image.archive, ARCHIVE, 0o644)
+        .await
+        .context("uploading the probe image")?;
+    n.sudo_ok(&format!("ctr -n k8s.io images import {ARCHIVE}"))
+        .await
+        .context("importing the probe image into containerd")?;
+    Ok(())
+}
+
+/// Remove the DaemonSet (also a stale one from an interrupted run).
+pub async fn stop(cp: &Node) -> anyhow::Result<()> {
+    cp.sudo_ok(&format!(
+        "{KUBECTL} -n kube-system delete daemonset {NAME} --ignore-not-found --wait=false"
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Start the DaemonSet and wait until every node in `nodes` runs a ready probe pod; returns
+/// node name -> (pod IP, command prefix that runs the probe inside that pod).
+pub async fn start(
+    cp: &Node,
+    nodes: &[&Node],
+    renderer: &Renderer,
+    image: &ProbeImage,
+    port: u16,
+    max_secs: u64,
+    wait: Duration,
+) -> anyhow::Result<BTreeMap<String, (IpAddr, String)>> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("image", &image.reference);
+    ctx.insert("port", &port);
+    ctx.insert("max_secs", &max_secs);
+    let manifest = renderer.render("netcheck/daemonset.yaml", &ctx)?;
+    cp.sudo_ok(&format!(
+        "{KUBECTL} apply --server-side --force-conflicts --field-manager director-boot -f - <<'DIRECTOR_BOOT_EOF'\n{manifest}DIRECTOR_BOOT_EOF\n"
+    ))
+    .await
+    .context("creating the probe DaemonSet")?;
+    let deadline = Instant::now() + wait;
+    let pods = loop {
+        let out = cp
+            .sudo_ok(&format!(
+                "{KUBECTL} -n kube-system get pods -l app.kubernetes.io/name={NAME} -o json"
+            ))
+            .await?;
+        let list: serde_json::Value = serde_json::from_str(&out.stdout)?;
+        let ready = ready_pods(&list, &image.reference);
+        let missing: Vec<&str> = nodes
+            .iter()
+            .map(|n| n.name())
+            .filter(|n| !ready.contains_key(*n))
+            .collect();
+        if missing.is_empty() {
+            break ready;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "no ready probe pod on {} after {} s ({})",
+                missing.join(", "),
+                wait.as_secs(),
+                why_not_ready(&list)
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let mut out = BTreeMap::new();
+    for n in nodes {
+        let Some((ip, pod)) = pods.get(n.name()) else {
+            continue;
+        };
+        let id = n
+            .sudo_ok(&format!(
+                "crictl ps -q --name '^probe$' --label io.kubernetes.pod.namespace=kube-system --label io.kubernetes.pod.name={}",
+                shell_quote(pod)
+            ))
+            .await?;
+        let id = id.stdout.lines().next().unwrap_or("").trim().to_string();
+        if id.is_empty() {
+            anyhow::bail!("{}: probe pod {pod} has no running container", n.name());
+        }
+        out.insert(
+            n.name().to_string(),
+            (*ip, format!("crictl exec {id} {ENTRYPOINT}")),
+        );
+    }
+    Ok(out)
+}
+
+/// Running, ready probe pods of this image: node -> (pod IP, pod name).
+fn ready_pods(list: &serde_json::Value, image: &str) -> BTreeMap<String, (IpAddr, String)> {
+    let mut out = BTreeMap::new();
+    for p in list["items"].as_array().into_iter().flatten() {
+        let ready = p["status"]["containerStatuses"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["ready"] == true));
+        let same_image = p["spec"]["containers"][0]["image"] == image;
+        let deleting = !p["metadata"]["deletionTimestamp"].is_null();
+        let (Some(node), Some(ip), Some(name)) = (
+            p["spec"]["nodeName"].as_str(),
+            p["status"]["podIP"].as_str().and_then(|i| i.parse().ok()),
+            p["metadata"]["name"].as_str(),
+        ) else {
+            continue;
+        };
+        if ready && same_image && !deleting && p["status"]["phase"] == "Running" {
+            out.insert(node.to_string(), (ip, name.to_string()));
+        }
+    }
+    out
+}
+
+/// The first waiting reason among the pods, for the error message.
+fn why_not_ready(list: &serde_json::Value) -> String {
+    for p in list["items"].as_array().into_iter().flatten() {
+        for c in p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(w) = c["state"]["waiting"].as_object() {
+                return format!(
+                    "{} on {}: {} {}",
+                    p["metadata"]["name"].as_str().unwrap_or("?"),
+                    p["spec"]["nodeName"].as_str().unwrap_or("?"),
+                    w.get("reason").and_then(|r| r.as_str()).unwrap_or(""),
+                    w.get("message").and_then(|r| r.as_str()).unwrap_or("")
+                );
+            }
+        }
+    }
+    "pods not scheduled or not started yet".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_running_ready_pods_of_this_image_count() {
+        let list = serde_json::json!({"items": [
+            {"metadata": {"name": "a"}, "spec": {"nodeName": "node1", "containers": [{"image": "img:1"}]},
+             "status": {"phase": "Running", "podIP": "10.244.0.5", "containerStatuses": [{"ready": true}]}},
+            {"metadata": {"name": "b"}, "spec": {"nodeName": "node2", "containers": [{"image": "img:0"}]},
+             "status": {"phase": "Running", "podIP": "10.244.1.5", "containerStatuses": [{"ready": true}]}},
+            {"metadata": {"name": "c"}, "spec": {"nodeName": "node3", "containers": [{"image": "img:1"}]},
+             "status": {"phase": "Pending", "containerStatuses": [{"ready": false,
+               "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}]}}
+        ]});
+        let r = ready_pods(&list, "img:1");
+        assert_eq!(r.len(), 1);
+        assert_eq!(r["node1"].1, "a");
+        assert_eq!(
+            why_not_ready(&list),
+            "c on node3: ErrImageNeverPull not present"
+        );
+    }
+}
