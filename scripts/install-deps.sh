@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   debootstrap systemd-container openssh-server openssh-client iproute2 iptables
   iperf3 containerd runc containernetworking-plugins etcd-server etcd-client
-  busybox-static hyperfine python3-venv vagrant
+  busybox-static hyperfine python3-venv vagrant chromium
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,70 +7,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("DIRECTOR_BOOT_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/director-boot")
-        })
-}
-
-struct Cluster {
-    lab: Lab,
-    mirror: PathBuf,
-}
-
-impl Cluster {
-    fn kubectl(&self, args: &[&str]) -> Output {
-        let admin = self.lab.state.path().join("clusters/lab/admin.conf");
-        let out = Command::new(self.mirror.join("bin/kubectl"))
-            .arg("--kubeconfig")
-            .arg(&admin)
-            .args(args)
-            .output()
-            .expect("run kubectl");
-        eprintln!(
-            "$ kubectl {}\n{}{}",
-            args.join(" "),
-            stdout(&out),
-            stderr(&out)
-        );
-        out
-    }
-
-    fn init(&self, extra: &[&str]) -> (Output, serde_json::Value) {
-        let mirror = self.mirror.to_string_lossy().into_owned();
-        let mut rest = vec!["--artifacts", mirror.as_str()];
-        rest.extend_from_slice(extra);
-        let out = self.lab.with_inventory(&["--json", "init"], &rest);
-        let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        (out, report)
-    }
-
-    /// Poll kubectl until `ok` holds for its stdout, or fail after `secs`.
-    fn wait_for(&self, args: &[&str], secs: u64, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let out = self.kubectl(args);
-            let text = stdout(&out);
-            if out.status.success() && ok(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kubectl {args:?} did not get there in {secs} s: {text}{}",
-                stderr(&out)
-            );
-            std::thread::sleep(Duration::from_secs(2));
-        }
-    }
-}
 
 /// Paths, units and links init puts on a node; reset must leave none of them.
 const RESIDUE_CHECK: &str = "for p in /usr/local/bin/kubelet /usr/local/bin/containerd /usr/local/bin/etcd /etc/kubernetes /var/lib/etcd /etc/cni/net.d/10-director-boot.conflist /etc/systemd/system/kubelet.service /etc/systemd/system/etcd.service /etc/systemd/system/containerd.service /usr/local/lib/director-boot /var/lib/director-boot /opt/cni/bin/bridge; do [ -e $p ] && echo residue:$p; done; for l in dbvx0 dbbr0 cni0; do ip link show $l >/dev/null 2>&1 && echo residue:link:$l; done; iptables-save | grep -E 'DIRECTOR-BOOT|KUBE-' | head -3 | sed 's/^/residue:iptables:/'; ls /var/lib/kubelet 2>/dev/null | sed 's/^/residue:kubelet:/'; true";

@@ -98,16 +98,16 @@ pub fn render(renderer: &Renderer, r: &Report) -> Result<String, RenderError> {
         heatmap(
             r,
             "TCP, 1 stream: overlay / underlay efficiency",
-            "green ≥ 100 %, red ≤ 0; the Gbit/s figures are overlay (underlay)",
+            "green: the overlay is as fast as the underlay, red: half as fast or worse; Gbit/s as overlay (underlay)",
             |p| {
                 (
                     format!(
-                        "{:.0}% · {} ({})",
+                        "{:.0}% · {} ({}) Gbit/s",
                         p.efficiency.unwrap_or(0.0) * 100.0,
                         gbit(p.overlay.tcp_bps),
                         gbit(p.underlay.tcp_bps)
                     ),
-                    p.efficiency,
+                    p.efficiency.map(|e| (e - 0.5) * 2.0),
                 )
             },
         ),
@@ -241,8 +241,8 @@ pub(crate) mod tests {
         assert!(page.contains("node&lt;3&gt;"));
         assert!(!page.contains("node<3>"));
         assert!(
-            page.contains("hsl(96, 70%, 72%)"),
-            "80% efficiency is green-ish"
+            page.contains("hsl(72, 70%, 72%)"),
+            "80% efficiency is yellow-green"
         );
         assert!(page.contains("[blocked-overlay-port]"));
         assert!(!page.contains("<script"), "self-contained, no scripts");

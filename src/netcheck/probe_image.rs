@@ -224,7 +224,6 @@ pub fn build(binary: &Path, cache_dir: &Path) -> Result<ProbeImage, ImageError> 
     Ok(ProbeImage { reference, archive })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

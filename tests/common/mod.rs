@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_director-boot");
 
@@ -117,4 +118,64 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("DIRECTOR_BOOT_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/director-boot")
+        })
+}
+
+pub struct Cluster {
+    pub lab: Lab,
+    pub mirror: PathBuf,
+}
+
+impl Cluster {
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let admin = self.lab.state.path().join("clusters/lab/admin.conf");
+        let out = Command::new(self.mirror.join("bin/kubectl"))
+            .arg("--kubeconfig")
+            .arg(&admin)
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        eprintln!(
+            "$ kubectl {}\n{}{}",
+            args.join(" "),
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
+    pub fn init(&self, extra: &[&str]) -> (Output, serde_json::Value) {
+        let mirror = self.mirror.to_string_lossy().into_owned();
+        let mut rest = vec!["--artifacts", mirror.as_str()];
+        rest.extend_from_slice(extra);
+        let out = self.lab.with_inventory(&["--json", "init"], &rest);
+        let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out, report)
+    }
+
+    /// Poll kubectl until `ok` holds for its stdout, or fail after `secs`.
+    pub fn wait_for(&self, args: &[&str], secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let out = self.kubectl(args);
+            let text = stdout(&out);
+            if out.status.success() && ok(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {args:?} did not get there in {secs} s: {text}{}",
+                stderr(&out)
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
 }
