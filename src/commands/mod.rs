@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::paths::Paths;
 
+mod catalog;
 mod certs;
 pub mod connect;
 mod exec;
@@ -97,7 +98,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Certs { inventory } => certs::run(&paths, &inventory, json),
         Command::Netcheck { .. } => not_built("netcheck", "issue 4"),
+        Command::DeployApp {
+            app,
+            render: true,
+            spec,
+        } => catalog::render(&app, &spec, json),
         Command::DeployApp { .. } => not_built("deploy-app", "issue 5"),
+        Command::Catalog { command } => catalog::run(command, json),
         Command::Reset {
             inventory,
             yes,
