@@ -101,7 +101,7 @@ pub fn layer(files: &AppFiles, app: &App, ov: &Overrides, p: &mut Problems) -> O
             ClusterInput::Text { name, text } => (name.clone(), text.clone()),
         };
         if let Some(doc) = parse_doc(&text, Source::File(name), p)? {
-            root = yaml::merge(root, doc);
+            root = merge_layer(root, doc);
         }
     }
 
@@ -129,7 +129,7 @@ pub fn layer(files: &AppFiles, app: &App, ov: &Overrides, p: &mut Problems) -> O
                     p.add(at, "", message);
                     sets_ok = false;
                 }
-                Ok(node) => root = yaml::merge(root, yaml::nest(&path, node, &at)),
+                Ok(node) => root = merge_layer(root, yaml::nest(&path, node, &at)),
             },
         }
     }
@@ -144,6 +144,33 @@ pub fn layer(files: &AppFiles, app: &App, ov: &Overrides, p: &mut Problems) -> O
         }
     };
     sets_ok.then_some(Layered { spec, ix })
+}
+
+/// `over` laid over `base`, except that a secret's source is replaced whole: a stored
+/// `existing: true` must not combine with the default's `generate: true`.
+fn merge_layer(base: YNode, over: YNode) -> YNode {
+    let mut base = base;
+    let given: Vec<String> = match over.kind_map("secrets") {
+        Some(entries) => entries
+            .iter()
+            .filter_map(|(k, _)| k.text().map(str::to_string))
+            .collect(),
+        None => Vec::new(),
+    };
+    if !given.is_empty()
+        && let YKind::Map(entries) = &mut base.kind
+    {
+        for (k, v) in entries.iter_mut() {
+            if k.text() == Some("secrets") {
+                let mut secrets = v.clone();
+                for id in &given {
+                    secrets = yaml::without(secrets, id);
+                }
+                *v = secrets;
+            }
+        }
+    }
+    yaml::merge(base, over)
 }
 
 fn parse_doc(text: &str, source: Source, p: &mut Problems) -> Option<Option<YNode>> {
@@ -272,9 +299,9 @@ pub fn check_cluster(app: &App, app_ix: &Index, l: &Layered, mode: Mode, p: &mut
         let base = format!("roles.{}", role.id);
         let members = l.members(role);
         let mf = format!("{base}.members");
-        let declared = app_ix.at(&format!("roles[{i}].members"));
         let (min, max) = (role.members.min, role.members.max);
         if members < min {
+            let declared = app_ix.at(&format!("roles[{i}].members.min"));
             p.add(
                 ix.at(&mf),
                 &mf,
@@ -285,6 +312,7 @@ pub fn check_cluster(app: &App, app_ix: &Index, l: &Layered, mode: Mode, p: &mut
         } else if let Some(max) = max
             && members > max
         {
+            let declared = app_ix.at(&format!("roles[{i}].members.max"));
             p.add(
                 ix.at(&mf),
                 &mf,
@@ -407,7 +435,7 @@ pub fn check_cluster(app: &App, app_ix: &Index, l: &Layered, mode: Mode, p: &mut
             .map(|u| format!(" ({u})"))
             .unwrap_or_default();
         p.add(
-            ix.at("acceptLicense"),
+            written_or_file(ix, "acceptLicense"),
             "acceptLicense",
             format!(
                 "the app is under {}{url}, which must be accepted: read it, then --set acceptLicense=true",
@@ -415,6 +443,17 @@ pub fn check_cluster(app: &App, app_ix: &Index, l: &Layered, mode: Mode, p: &mut
             ),
         );
     }
+}
+
+/// Where a field was written, or just the spec's first file when it never was (a line there
+/// would point at something unrelated).
+fn written_or_file(ix: &Index, path: &str) -> At {
+    if ix.has(path) {
+        return ix.at(path);
+    }
+    let mut at = ix.at("");
+    at.mark = None;
+    at
 }
 
 fn resources_check(res: &model::Resources, field: &str, ix: &Index, p: &mut Problems) {
@@ -527,7 +566,7 @@ fn secrets_check(app: &App, l: &Layered, mode: Mode, p: &mut Problems) {
                 format!(" ({})", s.description)
             };
             p.add(
-                ix.at("secrets"),
+                written_or_file(ix, &format!("secrets.{}", s.id)),
                 format!("secrets.{}", s.id),
                 format!(
                     "required by the app{what}: give it with --set secrets.{0}.file=PATH (or secrets.{0}=VALUE, or `existing: true` for a Secret already in the namespace)",

@@ -83,6 +83,30 @@ impl YNode {
         }
     }
 
+    /// A scalar's text.
+    pub fn text(&self) -> Option<&str> {
+        match &self.kind {
+            YKind::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The entries of the mapping under `key`, if this is a mapping holding one.
+    pub fn kind_map(&self, key: &str) -> Option<&[(YNode, YNode)]> {
+        let YKind::Map(entries) = &self.kind else {
+            return None;
+        };
+        entries
+            .iter()
+            .rev()
+            .find_map(|(k, v)| match (&k.kind, &v.kind) {
+                (YKind::Scalar { text, .. }, YKind::Map(inner)) if text == key => {
+                    Some(inner.as_slice())
+                }
+                _ => None,
+            })
+    }
+
     /// YAML 1.2 core-schema null: an empty value, `~` or `null`.
     pub fn is_null(&self) -> bool {
         matches!(&self.kind, YKind::Scalar { text, plain: true }
@@ -195,6 +219,14 @@ pub fn merge(base: YNode, over: YNode) -> YNode {
     }
 }
 
+/// `node` without the mapping entry `key` (no-op for anything but a mapping).
+pub fn without(mut node: YNode, key: &str) -> YNode {
+    if let YKind::Map(entries) = &mut node.kind {
+        entries.retain(|(k, _)| !matches!(&k.kind, YKind::Scalar { text, .. } if text == key));
+    }
+    node
+}
+
 /// A nested mapping holding `value` at `path` (`["roles", "worker", "members"]`), every node
 /// attributed to the argument `at`.
 pub fn nest(path: &[String], value: YNode, at: &At) -> YNode {
@@ -205,10 +237,12 @@ pub fn nest(path: &[String], value: YNode, at: &At) -> YNode {
 }
 
 /// A `--set` value: a flow list or mapping (`[a, b]`, `{cpu: 1}`) is parsed as YAML, anything
-/// else is one plain scalar taken verbatim (so `#` or `: ` in a value stay text).
+/// else (a tera expression `{{ ... }}` too) is one plain scalar taken verbatim, so `#` or `: `
+/// in a value stay text.
 pub fn set_value(text: &str, at: &At) -> Result<YNode, String> {
     let trimmed = text.trim_start();
-    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+    let template = trimmed.starts_with("{{") || trimmed.starts_with("{%");
+    if !template && (trimmed.starts_with('[') || trimmed.starts_with('{')) {
         match tree::parse(text) {
             Ok(Some(node)) => {
                 let mut n = YNode::from_tree(node, &at.source);
