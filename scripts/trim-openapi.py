@@ -10,7 +10,9 @@ are turned into schema a generic validator understands:
   field fails instead of being silently ignored (the API server prunes it);
 - IntOrString becomes integer-or-string; Quantity becomes a number or a string matching the
   Kubernetes quantity grammar; `format: byte` becomes a base64 pattern;
-- each kind's `apiVersion` and `kind` are pinned from `x-kubernetes-group-version-kind`.
+- each kind's `apiVersion` and `kind` are pinned from `x-kubernetes-group-version-kind` (not
+  made required: a PersistentVolumeClaim inside a StatefulSet's volumeClaimTemplates has
+  neither; the tests require them of top-level objects).
 
 Usage: scripts/trim-openapi.py [SWAGGER_JSON] [OUT_JSON]
 """
@@ -109,7 +111,6 @@ def main():
             api = g["version"] if not g["group"] else f"{g['group']}/{g['version']}"
             cleaned["properties"]["apiVersion"] = {"enum": [api]}
             cleaned["properties"]["kind"] = {"enum": [g["kind"]]}
-            cleaned["required"] = sorted(set(cleaned.get("required", [])) | {"apiVersion", "kind", "metadata"})
         out[name] = cleaned
 
     doc = {
