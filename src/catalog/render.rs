@@ -48,7 +48,7 @@ pub fn render(inp: &Input, p: &mut Problems) -> Option<RenderedApp> {
     let mut r = Renderer::new(inp, p)?;
 
     let scripts = r.scripts(&facts, p);
-    let secrets = r.secrets(&facts, p);
+    let secrets = r.secrets(p);
 
     let base_labels = labels(app, &facts.instance, None);
     let mut shared = Vec::new();
@@ -584,8 +584,7 @@ impl<'a> Renderer<'a> {
     }
 
     /// (declaration, value, origin) of every Secret to render.
-    fn secrets(&self, facts: &Facts, p: &mut Problems) -> Vec<(SecretDecl, Vec<u8>, &'static str)> {
-        let _ = facts;
+    fn secrets(&self, p: &mut Problems) -> Vec<(SecretDecl, Vec<u8>, &'static str)> {
         let l = self.inp.cluster;
         let mut out = Vec::new();
         for decl in &self.inp.app.secrets {
