@@ -151,7 +151,20 @@ pub enum Command {
         command: ProbeCommand,
     },
     /// Deploy a catalog application (spark, symphony, cassandra, hadoop, ...).
-    DeployApp { app: String },
+    DeployApp {
+        /// An app of the catalog (`catalog list`), or a directory holding one (./my-app).
+        app: String,
+        /// Print the Kubernetes objects it would apply (secrets masked) and exit.
+        #[arg(long)]
+        render: bool,
+        #[command(flatten)]
+        spec: AppSpecArgs,
+    },
+    /// The app catalog: list, show and check apps.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Remove everything init installed from the hosts (units, binaries, data, CNI, iptables, links).
     Reset {
         inventory: PathBuf,
@@ -179,6 +192,40 @@ pub enum Command {
     Lab {
         #[command(subcommand)]
         command: LabCommand,
+    },
+}
+
+/// How an app is sized and configured: its default cluster spec, overridden.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AppSpecArgs {
+    /// A cluster spec laid over the app's default one (members, resources, storage, secrets).
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+    /// Override one setting, e.g. worker.members=3, serviceType=ClusterIP,
+    /// secrets.entitlement.file=./entitlement.dat (repeatable; later wins).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Namespace of the app's objects (default: the spec's, else `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Instance name, the prefix of every object's name (default: the app's name).
+    #[arg(long)]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Check apps (catalog names or directories; default: every shipped app).
+    Validate {
+        #[arg(value_name = "PATH|NAME")]
+        apps: Vec<String>,
+    },
+    /// List the shipped apps.
+    List,
+    /// Show an app's roles, services, secrets and default cluster spec.
+    Show {
+        #[arg(value_name = "PATH|NAME")]
+        app: String,
     },
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::paths::Paths;
 
+mod catalog;
 mod certs;
 pub mod connect;
 mod exec;
@@ -141,7 +142,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Probe { command } => probe::run(command, json).await,
+        Command::DeployApp {
+            app,
+            render: true,
+            spec,
+        } => catalog::render(&app, &spec, json),
         Command::DeployApp { .. } => not_built("deploy-app", "issue 5"),
+        Command::Catalog { command } => catalog::run(command, json),
         Command::Reset {
             inventory,
             yes,

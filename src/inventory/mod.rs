@@ -15,7 +15,7 @@ mod problems;
 mod raw;
 #[cfg(test)]
 mod tests;
-mod tree;
+pub(crate) mod tree;
 mod validate;
 
 use std::fmt;

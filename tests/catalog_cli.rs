@@ -1,0 +1,95 @@
+//! The catalog commands as a user runs them: `deploy-app --render` prints manifests with
+//! secrets hidden and exits 0; bad overrides exit 1 naming the override; `deploy-app` itself
+//! still says it is not built (exit 3); `catalog validate|list|show`.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_director-boot"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn render_prints_manifests_with_secrets_hidden() {
+    let out = run(&[
+        "deploy-app",
+        "spark",
+        "--render",
+        "--set",
+        "worker.members=3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .filter(|v: &serde_yaml::Value| !v.is_null())
+        .collect();
+    // Secret, 2 ConfigMaps, headless Service, 3 StatefulSets, 1+3+1 member Services.
+    assert_eq!(docs.len(), 12, "{yaml}");
+    assert!(yaml.contains("token: '<hidden: 64 characters>'"), "{yaml}");
+    assert!(yaml.contains("name: spark-worker-2\n"), "{yaml}");
+}
+
+#[test]
+fn render_rejects_bad_overrides_naming_them() {
+    let out = run(&[
+        "deploy-app",
+        "spark",
+        "--render",
+        "--set",
+        "worker.members=65",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(
+            "--set worker.members=65: roles.worker.members: 65 is above the role's maximum of 64"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "deploy-app",
+        "spark",
+        "--render",
+        "--set",
+        "secrets.jupyter-tokn=abc",
+    ]);
+    let err = text(&out.stderr);
+    assert!(err.contains("--set secrets.jupyter-tokn=<hidden>"), "{err}");
+    assert!(!err.contains("abc"), "{err}");
+}
+
+#[test]
+fn deploy_without_render_is_not_built_yet() {
+    let out = run(&["deploy-app", "spark"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("not available yet"));
+}
+
+#[test]
+fn catalog_commands() {
+    let out = run(&["catalog", "validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    for app in ["cassandra", "hadoop", "jupyter", "spark", "symphony"] {
+        assert!(
+            listed.contains(&format!("catalog/{app}: valid")),
+            "{listed}"
+        );
+    }
+    let out = run(&["catalog", "list"]);
+    assert!(text(&out.stdout).starts_with("NAME"));
+    let out = run(&["catalog", "show", "cassandra"]);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("seed    1..3"), "{shown}");
+    assert!(shown.contains("addnodes,delnodes"), "{shown}");
+    let out = run(&["catalog", "validate", "sprak"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("did you mean \"spark\"?"));
+}
