@@ -107,6 +107,8 @@ pub enum Command {
     },
     /// Deploy a catalog application (spark, symphony, cassandra, hadoop, ...).
     DeployApp { app: String },
+    /// Deployed catalog apps: list, status, scale, delete.
+    Apps(AppsArgs),
     /// Remove everything init installed from the hosts (units, binaries, data, CNI, iptables, links).
     Reset {
         inventory: PathBuf,
@@ -134,6 +136,57 @@ pub enum Command {
     Lab {
         #[command(subcommand)]
         command: LabCommand,
+    },
+}
+
+/// Which cluster and namespace the Kubernetes API commands talk to.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// kubeconfig file (default: $KUBECONFIG, else the admin kubeconfig `init` wrote).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Use the admin kubeconfig of this cluster (when init has built several).
+    #[arg(long, global = true)]
+    pub cluster_name: Option<String>,
+    /// Namespace of the app instance (default: wherever it is).
+    #[arg(long, short = 'n', global = true)]
+    pub namespace: Option<String>,
+    /// Seconds to wait for members to become Ready (or gone) before giving up.
+    #[arg(long, default_value_t = 600, global = true)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AppsArgs {
+    #[command(subcommand)]
+    pub command: AppsCommand,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// App instances with ready/desired members per role.
+    List,
+    /// Every member of an instance (phase, node, restarts, problem) and its endpoints.
+    Status { name: String },
+    /// Change a role's member count (highest ordinals leave first; data kept).
+    Scale {
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        members: u32,
+        /// Also delete the volumes (PVCs) of members that leave.
+        #[arg(long)]
+        delete_data: bool,
+    },
+    /// Delete an instance (its volumes only with --delete-data).
+    Delete {
+        name: String,
+        /// Also delete the instance's volumes (PVCs).
+        #[arg(long)]
+        delete_data: bool,
     },
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::paths::Paths;
 
+pub mod apps;
 mod certs;
 pub mod connect;
 mod exec;
@@ -98,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs { inventory } => certs::run(&paths, &inventory, json),
         Command::Netcheck { .. } => not_built("netcheck", "issue 4"),
         Command::DeployApp { .. } => not_built("deploy-app", "issue 5"),
+        Command::Apps(args) => apps::run(&paths, args, json, &apps::catalog_not_wired).await,
         Command::Reset {
             inventory,
             yes,

@@ -1,0 +1,2 @@
+mod rendered;
+pub use rendered::*;
