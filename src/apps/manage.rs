@@ -47,10 +47,6 @@ fn targets(stored: &StoredInstance) -> Vec<RoleTarget> {
         .collect()
 }
 
-fn ready_count(s: &RoleSnapshot) -> u32 {
-    s.current_members().filter(|m| m.ready).count() as u32
-}
-
 /// Every instance (in `namespace`, or all) with ready/desired per role.
 pub async fn list(
     client: &Client,
@@ -67,7 +63,7 @@ pub async fn list(
                 .iter()
                 .map(|s| RoleCount {
                     role: s.id.clone(),
-                    ready: ready_count(s),
+                    ready: s.ready_count(),
                     members: s.members,
                 })
                 .collect(),

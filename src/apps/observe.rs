@@ -97,6 +97,11 @@ impl RoleSnapshot {
         (!why.is_empty()).then(|| why.join(", "))
     }
 
+    /// Ready members as the StatefulSet controller counts them, up to the wanted count.
+    pub fn ready_count(&self) -> u32 {
+        (self.ready_replicas.max(0) as u32).min(self.members)
+    }
+
     /// Members with ordinal below the wanted count, in ordinal order.
     pub fn current_members(&self) -> impl Iterator<Item = &MemberView> {
         self.members_now

@@ -29,8 +29,12 @@ pub fn deploy(o: &DeployOutcome) -> String {
         o.elapsed_secs
     );
     for r in &o.roles {
-        let ready = r.current_members().filter(|m| m.ready).count();
-        s.push_str(&format!("  {} {ready}/{} ready\n", r.id, r.members));
+        s.push_str(&format!(
+            "  {} {}/{} ready\n",
+            r.id,
+            r.ready_count(),
+            r.members
+        ));
     }
     for h in &o.hooks {
         s.push_str(&format!("  {} ran in {}\n", h.hook, h.pod));

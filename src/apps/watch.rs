@@ -173,12 +173,7 @@ impl Watcher {
     }
 
     fn show(&mut self, snap: &RoleSnapshot) {
-        let ready = snap
-            .members_now
-            .iter()
-            .filter(|m| m.ready && m.ordinal.is_some_and(|o| o < snap.members))
-            .count();
-        let mut msg = format!("{ready}/{} ready", snap.members);
+        let mut msg = format!("{}/{} ready", snap.ready_count(), snap.members);
         if let Some(m) = snap.members_now.iter().find(|m| m.problem.is_some()) {
             if let Some(p) = &m.problem {
                 msg.push_str(&format!(" — {}: {}", m.pod, p.tag()));
