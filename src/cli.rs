@@ -169,12 +169,18 @@ pub enum AppsCommand {
     /// App instances with ready/desired members per role.
     List,
     /// Every member of an instance (phase, node, restarts, problem) and its endpoints.
-    Status { name: String },
+    Status {
+        /// Instance name (the app id unless deployed under another name).
+        name: String,
+    },
     /// Change a role's member count (highest ordinals leave first; data kept).
     Scale {
+        /// Instance name.
         name: String,
+        /// The role to scale, e.g. worker.
         #[arg(long)]
         role: String,
+        /// The new member count (within the role's min/max).
         #[arg(long)]
         members: u32,
         /// Also delete the volumes (PVCs) of members that leave.
@@ -183,6 +189,7 @@ pub enum AppsCommand {
     },
     /// Delete an instance (its volumes only with --delete-data).
     Delete {
+        /// Instance name.
         name: String,
         /// Also delete the instance's volumes (PVCs).
         #[arg(long)]

@@ -260,7 +260,7 @@ async fn deploy_waits_in_order_and_is_idempotent(client: &Client, ctl: &FakeCont
         t.elapsed().as_secs_f64(),
         apps::report::deploy(&out)
     );
-    assert_eq!(out.applied.len(), 9, "{:?}", out.applied);
+    assert_eq!(out.applied.len(), 10, "{:?}", out.applied);
     assert!(
         out.applied.iter().all(|a| a.change == Change::Created),
         "{:?}",
@@ -326,6 +326,29 @@ async fn deploy_waits_in_order_and_is_idempotent(client: &Client, ctl: &FakeCont
     assert!(!again.changed(), "{:?}", again.applied);
     assert!(again.applied.iter().all(|a| a.change == Change::Unchanged));
     assert_eq!(sts.get("demo-worker").await.unwrap().resource_version(), rv);
+
+    // A key dropped from a Secret's stringData leaves the Secret (applied as data).
+    let mut changed = app.clone();
+    changed.shared[2]["stringData"] = json!({"password2": "also-not-real"});
+    let out = apps::deploy(client, &changed, &opts()).await.unwrap();
+    let secret_change: Vec<Change> = out
+        .applied
+        .iter()
+        .filter(|a| a.object == "Secret dbt-apps/demo-secret")
+        .map(|a| a.change)
+        .collect();
+    assert_eq!(secret_change, vec![Change::Configured]);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), NS);
+    let keys: Vec<String> = secrets
+        .get("demo-secret")
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert_eq!(keys, vec!["password2"]);
+    apps::deploy(client, &app, &opts()).await.unwrap();
 
     let list = manage::list(client, None).await.unwrap();
     assert_eq!(
@@ -413,7 +436,7 @@ async fn diagnosis_ends_the_wait_and_status_shows_it(client: &Client, ctl: &Fake
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({"metadata": {"name": "dbt-node1"}})).unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();
-    let addr = json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.5"}]}});
+    let addr = json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.5"}]}});
     nodes
         .patch_status("dbt-node1", &PatchParams::default(), &Patch::Merge(&addr))
         .await
@@ -476,11 +499,11 @@ async fn diagnosis_ends_the_wait_and_status_shows_it(client: &Client, ctl: &Fake
     let ep = &st.endpoints[0];
     assert_eq!(
         ep.address.as_deref(),
-        Some(format!("10.0.0.5:{np}").as_str())
+        Some(format!("127.0.0.5:{np}").as_str())
     );
     assert_eq!(
         ep.url.as_deref(),
-        Some(format!("http://10.0.0.5:{np}/").as_str())
+        Some(format!("http://127.0.0.5:{np}/").as_str())
     );
     assert!(text.contains("image missing"), "{text}");
 
@@ -637,12 +660,22 @@ async fn scale_up_and_down(client: &Client) {
     assert_eq!(down.pvcs_deleted, vec!["data-demo-worker-2"]);
     assert!(pvcs.get_opt("data-demo-worker-2").await.unwrap().is_none());
 
-    // Same count: nothing to do, no re-render.
+    // Same count: no re-render, but a member Service an interrupted scale-down left behind
+    // (ordinal label >= members) is removed.
+    let stray: Service = serde_json::from_value(json!({
+        "metadata": {"name": "demo-worker-3", "labels": {LABEL_INSTANCE: "demo",
+            "director-boot.io/role": "worker", "director-boot.io/ordinal": "3"}},
+        "spec": {"ports": [{"port": 8080}]}
+    }))
+    .unwrap();
+    svc.create(&PostParams::default(), &stray).await.unwrap();
     let before = calls.load(Ordering::SeqCst);
     let same = apps::scale(client, &req(2, false), fixture_render(&calls), &opts())
         .await
         .unwrap();
     assert!(same.applied.is_empty());
+    assert_eq!(same.services_deleted, vec!["demo-worker-3"]);
+    assert!(svc.get_opt("demo-worker-1").await.unwrap().is_some());
     assert_eq!(calls.load(Ordering::SeqCst), before);
     assert_eq!(before, 4);
 }
@@ -667,6 +700,7 @@ async fn delete_keeps_data_unless_asked(client: &Client) {
         vec![
             "ConfigMap demo-director-boot",
             "ConfigMap demo-meta",
+            "Secret demo-secret",
             "Service demo-hs",
             "Service demo-master-0",
             "Service demo-worker-0",

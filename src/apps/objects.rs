@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
@@ -58,6 +60,39 @@ fn gvk(id: &ObjectId) -> GroupVersionKind {
         None => ("", id.api_version.as_str()),
     };
     GroupVersionKind::gvk(group, version, &id.kind)
+}
+
+/// A Secret's `stringData` moved into `data` (base64), as the API server would store it.
+/// `stringData` is never stored, so server-side apply cannot own its keys: a key dropped
+/// from `stringData` stays in the Secret (kubernetes/kubernetes#108008), and older servers
+/// wrote a new resourceVersion on every apply (#118519). Kubernetes' docs advise `data`.
+pub fn normalize(obj: &mut Value) {
+    if obj.get("apiVersion").and_then(Value::as_str) != Some("v1")
+        || obj.get("kind").and_then(Value::as_str) != Some("Secret")
+    {
+        return;
+    }
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !data.is_object() {
+        *data = Value::Object(serde_json::Map::new());
+    }
+    if let Some(d) = data.as_object_mut() {
+        for (k, v) in string_data {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            d.insert(k, Value::String(STANDARD.encode(text)));
+        }
+    }
 }
 
 /// Discovery results per (apiVersion, kind), asked once per run.
@@ -118,6 +153,7 @@ impl Resolver {
         let mut id = object_id(obj, section, index)?;
         let (ar, caps) = self.resource(&id).await?;
         let mut value = obj.clone();
+        normalize(&mut value);
         let api = match caps.scope {
             Scope::Cluster => {
                 id.namespace = None;
@@ -226,6 +262,22 @@ mod tests {
         let id = object_id(&ns, "shared", 0).unwrap();
         assert_eq!(id.to_string(), "Namespace apps");
         assert_eq!(gvk(&id).group, "");
+    }
+
+    #[test]
+    fn secret_string_data_becomes_data() {
+        let mut s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"},
+            "data": {"a": "b2xk", "keep": "eQ=="}, "stringData": {"a": "new", "pw": "s3cret"}});
+        normalize(&mut s);
+        assert_eq!(
+            s,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"},
+                "data": {"a": "bmV3", "keep": "eQ==", "pw": "czNjcmV0"}})
+        );
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "stringData": {"a": "b"}});
+        let before = cm.clone();
+        normalize(&mut cm);
+        assert_eq!(cm, before);
     }
 
     #[test]

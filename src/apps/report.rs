@@ -48,10 +48,17 @@ pub fn deploy(o: &DeployOutcome) -> String {
 
 pub fn scale(o: &ScaleOutcome) -> String {
     if o.from == o.to && o.applied.is_empty() {
-        return format!(
-            "{} role {} already has {} members; nothing to do\n",
+        let mut s = format!(
+            "{} role {} already has {} members; nothing to scale\n",
             o.instance, o.role, o.to
         );
+        if !o.services_deleted.is_empty() {
+            s.push_str(&format!(
+                "  left-over services deleted: {}\n",
+                o.services_deleted.join(", ")
+            ));
+        }
+        return s;
     }
     let mut s = format!(
         "{} role {}: {} -> {} members\n",

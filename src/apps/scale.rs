@@ -196,6 +196,17 @@ where
         endpoints: Vec::new(),
     };
     if from == to && rec.members == to {
+        // Nothing to scale; Services an interrupted scale-down left behind still go.
+        outcome.services_deleted = delete_member_services(
+            client,
+            &ns,
+            &stored.instance,
+            &rec.id,
+            &rec.statefulset,
+            to,
+            to,
+        )
+        .await?;
         outcome.endpoints = endpoints::fetch(client, &ns, &stored.instance, &stored.roles).await?;
         return Ok(outcome);
     }
