@@ -181,6 +181,7 @@ async fn apps_against_a_real_apiserver() {
         t0.elapsed().as_secs_f64()
     );
 
+    wrong_credentials_are_named(&srv).await;
     dry_run_rejects_before_anything_is_applied(&client).await;
     unknown_kind_is_named(&client).await;
     let ctl = FakeController::start(client.clone());
@@ -191,6 +192,63 @@ async fn apps_against_a_real_apiserver() {
     scale_up_and_down(&client).await;
     delete_keeps_data_unless_asked(&client).await;
     drop(ctl);
+}
+
+/// A client certificate from another CA, and a server CA that is not the server's.
+async fn wrong_credentials_are_named(srv: &TestApiServer) {
+    use director_boot::pki::{self, Member, PkiSpec};
+    let other = tempfile::Builder::new()
+        .prefix("dbt-otherpki-")
+        .tempdir()
+        .unwrap();
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let spec = PkiSpec {
+        cluster_name: "other".into(),
+        control_plane: vec![Member::new("localhost", lo)],
+        etcd: vec![Member::new("localhost", lo)],
+        nodes: vec![],
+        service_cidr: "10.96.0.0/12".parse().unwrap(),
+        cluster_domain: "cluster.local".into(),
+        apiserver_extra_sans: vec![],
+    };
+    pki::ensure(other.path(), &spec).unwrap();
+    let read = |d: &std::path::Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    let ours = srv.dir().join("pki");
+    let theirs = other.path();
+    for (name, ca, cert_dir, want) in [
+        (
+            "foreign-client.conf",
+            &ours,
+            theirs,
+            "refuses the credentials",
+        ),
+        (
+            "foreign-ca.conf",
+            &theirs.to_path_buf(),
+            ours.as_path(),
+            "cannot reach the API server",
+        ),
+    ] {
+        let yaml = pki::kubeconfig(
+            "dbtest",
+            &srv.server,
+            &read(ca, "ca.crt"),
+            "admin",
+            &read(cert_dir, "admin.crt"),
+            &read(cert_dir, "admin.key"),
+        )
+        .unwrap();
+        let path = other.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        let err = match apps::client::connect_file(&path).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{name}: connected"),
+        };
+        eprintln!("{name}: {err}");
+        assert!(err.contains(want), "{err}");
+        assert!(err.contains(&srv.server), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
 }
 
 async fn dry_run_rejects_before_anything_is_applied(client: &Client) {

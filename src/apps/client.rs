@@ -5,7 +5,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::Client;
+use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::error::{AppsError, api_message};
@@ -120,14 +122,33 @@ pub async fn connect_files(files: &[PathBuf]) -> Result<Connected, AppsError> {
         path: shown.clone(),
         message: e.to_string(),
     })?;
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| AppsError::Unreachable {
+    let refused = |e: &kube::Error| match e {
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => Some(AppsError::Unauthorized {
+            path: shown.clone(),
+            server: server.clone(),
+            message: format!("{} ({})", s.message, s.code),
+        }),
+        _ => None,
+    };
+    if let Err(e) = client.apiserver_version().await {
+        return Err(refused(&e).unwrap_or_else(|| AppsError::Unreachable {
             path: shown.clone(),
             server: server.clone(),
             message: api_message(&e),
-        })?;
+        }));
+    }
+    // /version may answer anonymous clients; a SelfSubjectReview needs valid credentials.
+    let reviews: Api<SelfSubjectReview> = Api::all(client.clone());
+    let review = SelfSubjectReview {
+        metadata: Default::default(),
+        status: None,
+    };
+    if let Err(e) = reviews.create(&PostParams::default(), &review).await
+        && let Some(err) = refused(&e)
+    {
+        return Err(err);
+    }
+    // (Other errors, e.g. a server without the API before 1.28: later calls will say.)
     Ok(Connected {
         client,
         kubeconfig: shown,

@@ -25,6 +25,15 @@ pub enum AppsError {
         server: String,
         message: String,
     },
+    #[error(
+        "the API server {server} refuses the credentials in kubeconfig {}: {message}; use the admin kubeconfig `director-boot init INVENTORY` writes (or pass --kubeconfig FILE)",
+        path.display()
+    )]
+    Unauthorized {
+        path: PathBuf,
+        server: String,
+        message: String,
+    },
     #[error("rendered object {index} of {section} is malformed: {reason}")]
     BadObject {
         section: String,
@@ -38,7 +47,7 @@ pub enum AppsError {
         kind: String,
         message: String,
     },
-    #[error("the API server rejected {} in a dry run; nothing was applied:{}", rejections.len(), list(rejections))]
+    #[error("the API server rejected {} of the rendered objects in a dry run; nothing was applied:{}", rejections.len(), list(rejections))]
     DryRunRejected { rejections: Vec<Rejection> },
     #[error("{action} {object}: {message}")]
     Api {
@@ -124,11 +133,23 @@ fn in_ns(ns: Option<&str>) -> String {
     }
 }
 
-/// The API server's own message for an error (its Status message), else the error text.
+/// The API server's own message for an error (its Status message), else the error and
+/// its causes (a TLS or connection failure is only named in the innermost one).
 pub fn api_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
-        other => other.to_string(),
+        other => {
+            let mut parts = vec![other.to_string()];
+            let mut cur = std::error::Error::source(other);
+            while let Some(c) = cur {
+                let text = c.to_string();
+                if !parts.iter().any(|p| p.contains(&text)) {
+                    parts.push(text);
+                }
+                cur = c.source();
+            }
+            parts.join(": ")
+        }
     }
 }
 
