@@ -159,12 +159,16 @@ pub enum Command {
         render: bool,
         #[command(flatten)]
         spec: AppSpecArgs,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
     /// The app catalog: list, show and check apps.
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Deployed catalog apps: list, status, scale, delete.
+    Apps(AppsArgs),
     /// Remove everything init installed from the hosts (units, binaries, data, CNI, iptables, links).
     Reset {
         inventory: PathBuf,
@@ -259,6 +263,61 @@ pub enum OverlayCommand {
         host: String,
         #[command(flatten)]
         ssh: SshArgs,
+/// Which cluster and namespace the Kubernetes API commands talk to.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// kubeconfig file (default: $KUBECONFIG, else the admin kubeconfig `init` wrote).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Use the admin kubeconfig of this cluster (when init has built several).
+    #[arg(long, global = true)]
+    pub cluster_name: Option<String>,
+    /// Namespace of the app instance (default: wherever it is).
+    #[arg(long, short = 'n', global = true)]
+    pub namespace: Option<String>,
+    /// Seconds to wait for members to become Ready (or gone) before giving up.
+    #[arg(long, default_value_t = 600, global = true)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AppsArgs {
+    #[command(subcommand)]
+    pub command: AppsCommand,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// App instances with ready/desired members per role.
+    List,
+    /// Every member of an instance (phase, node, restarts, problem) and its endpoints.
+    Status {
+        /// Instance name (the app id unless deployed under another name).
+        name: String,
+    },
+    /// Change a role's member count (highest ordinals leave first; data kept).
+    Scale {
+        /// Instance name.
+        name: String,
+        /// The role to scale, e.g. worker.
+        #[arg(long)]
+        role: String,
+        /// The new member count (within the role's min/max).
+        #[arg(long)]
+        members: u32,
+        /// Also delete the volumes (PVCs) of members that leave.
+        #[arg(long)]
+        delete_data: bool,
+    },
+    /// Delete an instance (its volumes only with --delete-data).
+    Delete {
+        /// Instance name.
+        name: String,
+        /// Also delete the instance's volumes (PVCs).
+        #[arg(long)]
+        delete_data: bool,
     },
 }
 

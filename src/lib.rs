@@ -1,5 +1,6 @@
 //! director-boot: from a host inventory to a Kubernetes cluster for big-data work.
 
+pub mod apps;
 pub mod catalog;
 pub mod cli;
 pub mod commands;

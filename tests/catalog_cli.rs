@@ -1,6 +1,6 @@
 //! The catalog commands as a user runs them: `deploy-app --render` prints manifests with
-//! secrets hidden and exits 0; bad overrides exit 1 naming the override; `deploy-app` itself
-//! still says it is not built (exit 3); `catalog validate|list|show`.
+//! secrets hidden and exits 0; bad overrides exit 1 naming the override; `deploy-app` without
+//! a cluster says how to get one; `catalog validate|list|show`.
 
 use std::process::{Command, Output};
 
@@ -66,10 +66,17 @@ fn render_rejects_bad_overrides_naming_them() {
 }
 
 #[test]
-fn deploy_without_render_is_not_built_yet() {
-    let out = run(&["deploy-app", "spark"]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("not available yet"));
+fn deploy_without_a_cluster_says_to_init_one() {
+    let state = tempfile::tempdir().expect("temp state");
+    let out = Command::new(env!("CARGO_BIN_EXE_director-boot"))
+        .env("DIRECTOR_BOOT_STATE_DIR", state.path())
+        .env_remove("KUBECONFIG")
+        .args(["deploy-app", "spark"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr) + &text(&out.stdout);
+    assert!(err.contains("director-boot init"), "{err}");
 }
 
 #[test]

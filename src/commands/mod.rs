@@ -6,6 +6,8 @@ use crate::cli::{Cli, Command};
 use crate::paths::Paths;
 
 mod catalog;
+mod deploy_app;
+pub mod apps;
 mod certs;
 pub mod connect;
 mod exec;
@@ -19,8 +21,6 @@ mod probe;
 mod reset;
 mod validate;
 
-/// Exit code of a command that exists in the CLI but is not built yet.
-pub const EXIT_NOT_BUILT: u8 = 3;
 
 pub fn init_tracing(verbose: u8) {
     let level = match verbose {
@@ -146,9 +146,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app,
             render: true,
             spec,
+            ..
         } => catalog::render(&app, &spec, json),
-        Command::DeployApp { .. } => not_built("deploy-app", "issue 5"),
+        Command::DeployApp {
+            app,
+            render: false,
+            spec,
+            kube,
+        } => deploy_app::run(&paths, &app, &spec, &kube, json).await,
         Command::Catalog { command } => catalog::run(command, json),
+        Command::Apps(args) => apps::run(&paths, args, json, &deploy_app::rerender).await,
         Command::Reset {
             inventory,
             yes,
@@ -167,14 +174,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
     }
-}
-
-/// Say plainly that a command does not exist yet, and fail.
-fn not_built(name: &str, issue: &str) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "director-boot {name} is not available yet in this build (planned in {issue}); nothing was done."
-    );
-    Ok(ExitCode::from(EXIT_NOT_BUILT))
 }
 
 /// Closing summary on stderr: every failed host with its reason; exit 1 if any failed.
