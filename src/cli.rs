@@ -160,7 +160,7 @@ pub enum Command {
         #[command(flatten)]
         spec: AppSpecArgs,
         #[command(flatten)]
-        kube: KubeArgs,
+        kube: DeployKubeArgs,
     },
     /// The app catalog: list, show and check apps.
     Catalog {
@@ -263,6 +263,9 @@ pub enum OverlayCommand {
         host: String,
         #[command(flatten)]
         ssh: SshArgs,
+    },
+}
+
 /// Which cluster and namespace the Kubernetes API commands talk to.
 #[derive(Debug, Clone, Args)]
 pub struct KubeArgs {
@@ -278,6 +281,31 @@ pub struct KubeArgs {
     /// Seconds to wait for members to become Ready (or gone) before giving up.
     #[arg(long, default_value_t = 600, global = true)]
     pub timeout: u64,
+}
+
+/// `deploy-app`'s cluster options (its namespace comes from the app spec's `--namespace`).
+#[derive(Debug, Clone, Args)]
+pub struct DeployKubeArgs {
+    /// kubeconfig file (default: $KUBECONFIG, else the admin kubeconfig `init` wrote).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Use the admin kubeconfig of this cluster (when init has built several).
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// Seconds to wait for members to become Ready before giving up.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+impl DeployKubeArgs {
+    pub fn kube_args(&self) -> KubeArgs {
+        KubeArgs {
+            kubeconfig: self.kubeconfig.clone(),
+            cluster_name: self.cluster_name.clone(),
+            namespace: None,
+            timeout: self.timeout,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -493,5 +521,14 @@ mod probe_arg_tests {
             vec![crate::probe::TestKind::Tcp, crate::probe::TestKind::Mtu]
         );
         assert_eq!(a.duration, 0.5);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

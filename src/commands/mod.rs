@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::paths::Paths;
 
-mod catalog;
-mod deploy_app;
 pub mod apps;
+mod catalog;
 mod certs;
 pub mod connect;
+mod deploy_app;
 mod exec;
 mod facts;
 pub mod init;
@@ -20,7 +20,6 @@ mod overlay;
 mod probe;
 mod reset;
 mod validate;
-
 
 pub fn init_tracing(verbose: u8) {
     let level = match verbose {
@@ -153,7 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             render: false,
             spec,
             kube,
-        } => deploy_app::run(&paths, &app, &spec, &kube, json).await,
+        } => deploy_app::run(&paths, &app, &spec, &kube.kube_args(), json).await,
         Command::Catalog { command } => catalog::run(command, json),
         Command::Apps(args) => apps::run(&paths, args, json, &deploy_app::rerender).await,
         Command::Reset {
