@@ -163,7 +163,8 @@ in_root() {
 # Trim what a container never reads; future `apt-get install`s in derived images stay
 # trimmed too (dpkg path excludes, as Debian's slim images do).
 slim_debian() {
-  local root=$1
+  local root=${1:?slim_debian needs a root}
+  [[ $root != / ]] || die "slim_debian: refusing to trim /"
   mkdir -p "$root/etc/dpkg/dpkg.cfg.d" "$root/etc/apt/apt.conf.d"
   cat >"$root/etc/dpkg/dpkg.cfg.d/director-boot-slim" <<'EOF'
 path-exclude /usr/share/doc/*
@@ -177,10 +178,11 @@ EOF
     >"$root/etc/apt/apt.conf.d/90director-boot-no-recommends"
   find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
   find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
-  rm -rf "$root"/usr/share/{man,info,locale,lintian}/* "$root"/var/lib/apt/lists/* \
-    "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old \
-    "$root"/var/log/* "$root"/tmp/* "$root"/var/tmp/* "$root"/run/* "$root"/dev/* \
-    "$root"/proc/* "$root"/sys/*
+  rm -rf "${root:?}"/usr/share/{man,info,locale,lintian}/* "${root:?}"/var/lib/apt/lists/* \
+    "${root:?}"/var/cache/apt/* "${root:?}"/var/cache/debconf/*-old \
+    "${root:?}"/var/lib/dpkg/*-old "${root:?}"/var/log/* "${root:?}"/tmp/* \
+    "${root:?}"/var/tmp/* "${root:?}"/run/* "${root:?}"/dev/* "${root:?}"/proc/* \
+    "${root:?}"/sys/*
   # A container gets its identity, resolver and hostname from the runtime.
   : >"$root/etc/machine-id"
   : >"$root/etc/resolv.conf"

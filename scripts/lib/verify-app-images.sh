@@ -104,8 +104,10 @@ verify_probe() {
 # stopped by its PID) and list it, as `director-boot images load` does on a node.
 verify_import() {
   local name dir pid ref ctr_out
-  command -v containerd >/dev/null && command -v ctr >/dev/null ||
-    { log "verify import: containerd/ctr not installed here; skipped"; return 0; }
+  if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
+    log "verify import: containerd/ctr not installed here; skipped"
+    return 0
+  fi
   verify_dir
   dir=$VERIFY_DIR/containerd
   mkdir -p "$dir"
@@ -113,8 +115,8 @@ verify_import() {
     "$dir" "$dir" "$dir" >"$dir/config.toml"
   containerd --config "$dir/config.toml" >"$dir/log" 2>&1 &
   pid=$!
-  local i
-  for i in $(seq 50); do [[ -S $dir/sock ]] && break; sleep 0.2; done
+  local tries=50
+  while ((tries-- > 0)) && [[ ! -S $dir/sock ]]; do sleep 0.2; done
   [[ -S $dir/sock ]] || { kill "$pid"; die "verify import: containerd did not start ($dir/log)"; }
   for name in "$@"; do
     ref=$(jq -r .ref "$OUT/$name.json")

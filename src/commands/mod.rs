@@ -9,6 +9,7 @@ mod certs;
 pub mod connect;
 mod exec;
 mod facts;
+pub mod images;
 pub mod init;
 mod kubeconfig;
 mod lab;
@@ -72,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab { command } => lab::run(&paths, command, json).await,
+        Command::Images { command } => images::run(&paths, command, json).await,
         Command::Init {
             inventory,
             dry_run,
