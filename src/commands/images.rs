@@ -77,21 +77,30 @@ fn mib(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20)
 }
 
+/// `603 MiB`, or `12 KiB` below a MiB.
+fn human(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    } else {
+        format!("{} MiB", mib(bytes))
+    }
+}
+
 /// One result line per image, e.g. `node2: imported localhost/x:1 (603 MiB; upload 12.3 s ...)`.
 pub fn describe(host: &str, l: &Loaded) -> String {
     match l.state {
         LoadState::Present => format!("{host}: {} already present", l.reference),
         LoadState::Imported => {
-            let size = mib(l.size);
+            let size = human(l.size);
             let import = l.import_seconds.unwrap_or_default();
             match l.upload_seconds {
                 Some(up) => format!(
-                    "{host}: imported {} ({size} MiB; upload {up:.1} s at {:.0} MiB/s, import {import:.1} s)",
+                    "{host}: imported {} ({size}; upload {up:.1} s at {:.0} MiB/s, import {import:.1} s)",
                     l.reference,
-                    size as f64 / up.max(0.001)
+                    l.size as f64 / f64::from(1u32 << 20) / up.max(0.001)
                 ),
                 None => format!(
-                    "{host}: imported {} ({size} MiB, already staged; import {import:.1} s)",
+                    "{host}: imported {} ({size}, already staged; import {import:.1} s)",
                     l.reference
                 ),
             }
@@ -108,10 +117,10 @@ async fn load(paths: &Paths, a: LoadArgs<'_>) -> anyhow::Result<ExitCode> {
     if !a.json {
         for ar in &archives {
             progress.println(&format!(
-                "{}: {} ({} MiB, {})",
+                "{}: {} ({}, {})",
                 ar.path.display(),
                 ar.references().join(", "),
-                mib(ar.size),
+                human(ar.size),
                 match ar.format {
                     crate::engine::image_archive::Format::Oci => "OCI layout",
                     crate::engine::image_archive::Format::Docker => "docker archive",

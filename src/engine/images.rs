@@ -273,7 +273,7 @@ fn ctr_failure(host: &str, phase: LoadPhase, ctr: &Ctr, out: &Output) -> LoadErr
     {
         (
             format!(
-                "containerd is not running on {host} (no socket at {})",
+                "containerd is not running on {host} (nothing answers at {})",
                 ctr.address
             ),
             Some(format!(
@@ -511,7 +511,7 @@ mod load_tests {
         let e = ctr_failure("node2", LoadPhase::Inspect, &ctr, &out(NO_SOCKET, ""));
         assert_eq!(
             e.to_string(),
-            "node2: inspect failed: containerd is not running on node2 (no socket at \
+            "node2: inspect failed: containerd is not running on node2 (nothing answers at \
              /run/containerd/containerd.sock); run `director-boot init` first; if containerd \
              listens elsewhere (k3s: /run/k3s/containerd/containerd.sock), pass --containerd-address"
         );
