@@ -111,8 +111,9 @@ verify_import() {
   verify_dir
   dir=$VERIFY_DIR/containerd
   mkdir -p "$dir"
-  printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s/sock"\n' \
-    "$dir" "$dir" "$dir" >"$dir/config.toml"
+  # No CRI plugin: this containerd only stores and unpacks images.
+  printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n%s\n[grpc]\n  address = "%s/sock"\n' \
+    "$dir" "$dir" 'disabled_plugins = ["io.containerd.grpc.v1.cri"]' "$dir" >"$dir/config.toml"
   containerd --config "$dir/config.toml" >"$dir/log" 2>&1 &
   pid=$!
   local tries=50
