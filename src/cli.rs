@@ -181,6 +181,11 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshArgs,
     },
+    /// Container images on the nodes (side-loading for clusters without a registry).
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
     /// The background agent behind `exec --persist` (started by exec itself).
     #[command(hide = true)]
     MuxAgent {
@@ -346,6 +351,27 @@ pub enum AppsCommand {
         /// Also delete the instance's volumes (PVCs).
         #[arg(long)]
         delete_data: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Import image archives (OCI layout or `docker save` tars) into every node's containerd
+    /// (namespace k8s.io). Re-running changes nothing: an archive is uploaded only when the
+    /// node's staged copy differs, imported only when containerd lacks one of its images.
+    Load {
+        inventory: PathBuf,
+        /// Image archives, e.g. ~/.cache/director-boot/app-images/spark.tar.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only hosts with this role or name (comma-separated).
+        #[arg(long)]
+        hosts: Option<String>,
+        /// containerd's socket on the hosts.
+        #[arg(long, default_value = crate::engine::images::DEFAULT_CONTAINERD_ADDRESS)]
+        containerd_address: String,
+        #[command(flatten)]
+        ssh: SshArgs,
     },
 }
 

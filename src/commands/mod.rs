@@ -12,6 +12,7 @@ pub mod connect;
 mod deploy_app;
 mod exec;
 mod facts;
+pub mod images;
 pub mod init;
 mod kubeconfig;
 mod lab;
@@ -75,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab { command } => lab::run(&paths, command, json).await,
+        Command::Images { command } => images::run(&paths, command, json).await,
         Command::Init {
             inventory,
             dry_run,

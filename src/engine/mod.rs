@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod context;
 #[cfg(test)]
 mod golden_tests;
+pub mod image_archive;
 pub mod images;
 pub mod plan;
 pub mod preflight;
