@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a local lab of real machines: lab up, init, netcheck, deploy-app.
-# Needs root (network namespaces, nspawn). Stops at the first step that fails or is not built.
+# Needs root (network namespaces, nspawn). Stops at the first step that fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes="${NODES:-3}"
@@ -15,5 +15,9 @@ echo "lab inventory: $inventory"
 "$db" init "$inventory"
 kubectl="${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/mirror/bin/kubectl"
 "$kubectl" --kubeconfig "$(dirname "$(dirname "$inventory")")/clusters/lab/admin.conf" get nodes -o wide
-"$db" netcheck "$inventory"
+"$db" netcheck "$inventory" --html "$(dirname "$inventory")/netcheck.html"
+# The Spark image: built locally (no registry), side-loaded into every node's containerd.
+scripts/build-app-images.sh spark
+"$db" images load "$inventory" "${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/app-images/spark.tar"
 "$db" deploy-app spark
+"$db" apps status spark

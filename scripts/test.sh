@@ -15,5 +15,7 @@ vagrant validate --ignore-provider
 # Real Kubernetes binaries and images for the cluster lab test (cached: seconds when warm).
 scripts/build-mirror.sh
 scripts/verify-mirror.sh
+# The Spark image (Debian + OpenJDK + pyspark/Jupyter from PyPI) for the apps lab test (cached).
+scripts/build-app-images.sh spark
 # Lab tests share one lab (fixed bridge and namespace names): one test thread.
 cargo test -- --test-threads=1
