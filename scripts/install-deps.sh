@@ -7,6 +7,7 @@ packages=(
   debootstrap systemd-container openssh-server openssh-client iproute2 iptables
   iperf3 containerd runc containernetworking-plugins etcd-server etcd-client
   busybox-static hyperfine python3-venv vagrant
+  umoci jq binutils  # scripts/build-app-images.sh (OCI images, metadata, strip/ldd)
 )
 missing=()
 for p in "${packages[@]}"; do
