@@ -6,7 +6,9 @@ set -euo pipefail
 packages=(
   debootstrap systemd-container openssh-server openssh-client iproute2 iptables
   iperf3 containerd runc containernetworking-plugins etcd-server etcd-client
-  busybox-static hyperfine python3-venv vagrant chromium
+  busybox-static hyperfine python3-venv vagrant
+  umoci jq binutils  # scripts/build-app-images.sh (OCI images, metadata, strip/ldd)
+  chromium           # the netcheck HTML report, rendered headless in the overlay lab test
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,7 +1,7 @@
 //! `director-boot images load` end to end on this machine: a real OpenSSH sshd on 127.0.0.1
 //! as the "node", a private containerd (own root, state and socket; CRI off) as its runtime,
-//! and a small OCI image built here. Every process is stopped by its PID; the only file left
-//! outside temp dirs is removed (the staged archive under /var/lib/director-boot).
+//! and a small OCI image built here. Every process is stopped by its PID; what the load puts
+//! outside temp dirs (/var/lib/director-boot) is removed.
 //! Needs root, sshd, containerd and ctr (scripts/install-deps.sh).
 
 use std::path::{Path, PathBuf};
@@ -206,13 +206,22 @@ fn images_load_against_a_local_sshd_and_containerd() {
     let archive = dir.join(&name);
     std::fs::write(&archive, &bytes).unwrap();
     let staged = PathBuf::from("/var/lib/director-boot/images/loaded").join(&name);
-    struct Cleanup(PathBuf);
+    // The "node" is this machine: its staged archive goes, and so does the state dir when
+    // this test created it.
+    struct Cleanup(PathBuf, Option<&'static str>);
     impl Drop for Cleanup {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
+            if let Some(dir) = self.1 {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
-    let _cleanup = Cleanup(staged.clone());
+    let state_dir = "/var/lib/director-boot";
+    let _cleanup = Cleanup(
+        staged.clone(),
+        (!Path::new(state_dir).exists()).then_some(state_dir),
+    );
 
     let inventory = dir.join("inventory.yaml");
     std::fs::write(

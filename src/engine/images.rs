@@ -1,8 +1,14 @@
-//! Side-load container images (OCI archives from the mirror) into a node's containerd, for
-//! clusters with no registry. Skips images already present with the same archive.
+//! Side-load container images into a node's containerd, for clusters with no registry: the
+//! mirror's archives during `init`, and any archive with `director-boot images load`. Skips
+//! images already present with the same archive.
+
+use std::collections::HashMap;
+use std::time::Instant;
 
 use super::artifacts::{Artifact, Artifacts, Kind};
+use super::image_archive::ImageArchive;
 use crate::node::{Node, NodeError, shell_quote};
+use crate::ssh::Output;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -113,12 +119,6 @@ pub async fn load_all(
 }
 
 // ---- `director-boot images load`: any archive, onto any node, on demand ----------------
-
-use std::collections::HashMap;
-use std::time::Instant;
-
-use super::image_archive::ImageArchive;
-use crate::ssh::Output;
 
 /// Where `images load` stages archives on a node, apart from the mirror's (which `init` owns).
 pub const LOADED_DIR: &str = "/var/lib/director-boot/images/loaded";
