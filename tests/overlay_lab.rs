@@ -313,6 +313,54 @@ fn overlay_netcheck_and_fault_diagnosis() {
     assert!(text.contains("UDP, Gbit/s received"), "{text}");
     assert!(out.status.success(), "{text}");
 
+    // Ctrl-C while measuring: the probe servers and namespaces are removed before it exits.
+    let mut child = Command::new(BIN)
+        .env("DIRECTOR_BOOT_STATE_DIR", &state)
+        .args([
+            "netcheck",
+            &inv,
+            "--mode",
+            "netns",
+            "--duration",
+            "3",
+            "--streams",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netcheck");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !stdout(&c.lab.ssh("10.213.0.13", "ip netns list")).contains("dbnc") {
+        assert!(Instant::now() < deadline, "netcheck never set up node3");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let t0 = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "netcheck ignored Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        !out.status.success(),
+        "an interrupted netcheck must not pass"
+    );
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    for node in ["10.213.0.11", "10.213.0.12", "10.213.0.13"] {
+        let left = stdout(&c.lab.ssh(
+            node,
+            "ip netns list | grep dbnc; systemctl is-active director-boot-netcheck-underlay director-boot-netcheck-overlay | grep -x active; ip link show dbnc-h 2>/dev/null; true",
+        ));
+        assert_eq!(left.trim(), "", "{node} kept netcheck residue after Ctrl-C");
+    }
+
     // Fault 1: node3 drops the overlay's UDP port.
     let drop_rule = "INPUT -p udp --dport 4789 -j DROP";
     assert!(

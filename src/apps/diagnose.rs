@@ -126,7 +126,14 @@ impl fmt::Display for MemberProblem {
                 }
             }
             MemberProblem::Unschedulable { message } => {
-                write!(f, "cannot be scheduled: {message}")
+                write!(f, "cannot be scheduled: {message}")?;
+                if message.contains("unbound immediate PersistentVolumeClaims") {
+                    write!(
+                        f,
+                        " — nothing provisions a volume for its claim: give the cluster a default StorageClass with a provisioner (`kubectl get storageclass`), or deploy without `storage` for the role (its data then lives in an emptyDir)"
+                    )?;
+                }
+                Ok(())
             }
             MemberProblem::CrashLoop {
                 container,

@@ -862,7 +862,14 @@ fn cassandra_hooks_and_disruption_budgets() {
             .unwrap()
             .contains("nodetool cleanup")
     );
-    let claims = &seed.statefulset["spec"]["volumeClaimTemplates"][0];
+    // Default: data in an emptyDir (a fresh cluster has no provisioner); storage on request.
+    assert!(seed.statefulset["spec"]["volumeClaimTemplates"].is_null());
+    let with_volumes = Overrides {
+        sets: vec!["seed.storage.size=2Gi".into()],
+        ..Overrides::default()
+    };
+    let r = prepare("cassandra", &with_volumes).unwrap();
+    let claims = &r.roles[0].statefulset["spec"]["volumeClaimTemplates"][0];
     assert_eq!(claims["metadata"]["name"], "data");
 }
 

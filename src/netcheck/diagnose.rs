@@ -129,6 +129,20 @@ pub fn diagnose(e: &PairEvidence<'_>) -> Vec<Diagnosis> {
         }
         for (host, facts) in nodes {
             if let Some(f) = facts
+                && f.forward_policy == "DROP"
+                && !f.db_forward_rule
+            {
+                out.push(diag(
+                    "forward-drop",
+                    Some(host),
+                    format!("{host} drops forwarded packets (FORWARD policy DROP) and director-boot's accept rule for the pod CIDR is gone"),
+                    "re-run `director-boot overlay up INVENTORY` (it restores the DIRECTOR-BOOT-FORWARD chain), and find what flushed it (a firewall service, Docker)".into(),
+                    vec![format!("{host}: iptables -P FORWARD DROP, no -j DIRECTOR-BOOT-FORWARD")],
+                ));
+            }
+        }
+        for (host, facts) in nodes {
+            if let Some(f) = facts
                 && f.strict_rp_filter()
             {
                 out.push(diag(
@@ -270,6 +284,8 @@ mod tests {
             vxlan_state: "unknown".into(),
             vxlan_port: Some(8472),
             forward_policy: "ACCEPT".into(),
+            db_forward_rule: true,
+            br_netfilter: true,
             ..NetFacts::default()
         }
     }
@@ -373,6 +389,19 @@ mod tests {
         let codes: Vec<_> = d.iter().map(|d| d.code).collect();
         assert!(codes.contains(&"ip-forward"), "{codes:?}");
         assert!(codes.contains(&"rp-filter"), "{codes:?}");
+    }
+
+    #[test]
+    fn forward_drop_without_our_rule_is_named() {
+        let (o, u, a) = (Measurement::failed("timeout"), good(), facts());
+        let mut b = facts();
+        b.forward_policy = "DROP".into();
+        b.db_forward_rule = false;
+        let d = diagnose(&evidence(&o, &u, &a, &b, Some(4)));
+        assert!(d.iter().any(|d| d.code == "forward-drop"), "{d:?}");
+        b.db_forward_rule = true;
+        let d = diagnose(&evidence(&o, &u, &a, &b, Some(4)));
+        assert!(!d.iter().any(|d| d.code == "forward-drop"), "{d:?}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct NetFacts {
     pub vxlan_port: Option<u16>,
     pub forward_policy: String,
     pub input_policy: String,
+    /// director-boot's FORWARD accept rule for the pod CIDR is in place.
+    pub db_forward_rule: bool,
     pub firewalld_running: bool,
     /// Ports firewalld opens (runtime list plus the director-boot service), e.g. `8472/udp`.
     pub firewalld_ports: Vec<String>,
@@ -71,6 +73,7 @@ impl NetFacts {
             vxlan_port: num(kv.get("vxlan_port")),
             forward_policy: s("forward_policy"),
             input_policy: s("input_policy"),
+            db_forward_rule: s("db_forward_rule") == "1",
             firewalld_running: s("firewalld") == "running",
             firewalld_ports: s("firewalld_ports")
                 .split_whitespace()
@@ -95,6 +98,18 @@ impl NetFacts {
     pub fn firewalld_blocks(&self, port: u16) -> bool {
         let want = format!("{port}/udp");
         self.firewalld_running && !self.firewalld_ports.iter().any(|p| p == &want)
+    }
+
+    /// Problems of the node that break Kubernetes networking even when every pair passes
+    /// (Services need bridged traffic to go through iptables).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.br_netfilter {
+            w.push("the br_netfilter module is not loaded: Service traffic between pods on one node bypasses kube-proxy's rules (`modprobe br_netfilter`, and list it in /etc/modules-load.d)".to_string());
+        } else if self.bridge_nf_call_iptables == Some(false) {
+            w.push("net.bridge.bridge-nf-call-iptables=0: Service traffic between pods on one node bypasses kube-proxy's rules (`sysctl -w net.bridge.bridge-nf-call-iptables=1`)".to_string());
+        }
+        w
     }
 
     /// rp_filter in strict mode (1) where the overlay's traffic passes: the kernel takes the max

@@ -228,6 +228,7 @@ pub(crate) mod tests {
             },
             pairs,
             node_errors: vec![],
+            node_warnings: vec![],
             passed: false,
             started: "2026-11-23T04:00:00Z".into(),
             seconds: 60.0,

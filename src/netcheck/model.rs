@@ -82,6 +82,8 @@ pub struct Report {
     pub pairs: Vec<PairResult>,
     /// Problems not tied to one pair (a node that could not be prepared).
     pub node_errors: Vec<(String, String)>,
+    /// Problems of a node that no pair shows (e.g. br_netfilter missing breaks Services).
+    pub node_warnings: Vec<(String, String)>,
     pub passed: bool,
     pub started: String,
     pub seconds: f64,

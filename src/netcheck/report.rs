@@ -188,6 +188,9 @@ pub fn render(r: &Report) -> String {
     for (node, e) in &r.node_errors {
         let _ = writeln!(out, "{node}: {e}");
     }
+    for (node, w) in &r.node_warnings {
+        let _ = writeln!(out, "warning: {node}: {w}");
+    }
     let failed: Vec<&PairResult> = r.pairs.iter().filter(|p| !p.passed).collect();
     for p in &failed {
         let _ = writeln!(out, "FAIL {} → {}: {}", p.from, p.to, p.failures.join("; "));

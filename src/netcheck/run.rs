@@ -559,7 +559,11 @@ pub async fn run(
             ));
             results.push(p);
         }
-        (results, errors, mode_used)
+        let warnings: Vec<(String, String)> = facts
+            .iter()
+            .flat_map(|(n, f)| f.warnings().into_iter().map(move |w| (n.clone(), w)))
+            .collect();
+        (results, errors, mode_used, warnings)
     };
 
     let outcome = tokio::select! {
@@ -583,7 +587,7 @@ pub async fn run(
             runner.say(&format!("  {:<14} cleanup failed: {e:#}", n.name()));
         }
     }
-    let Some((results, errors, mode_used)) = outcome else {
+    let Some((results, errors, mode_used, node_warnings)) = outcome else {
         anyhow::bail!("interrupted; the probe servers and namespaces were removed");
     };
     node_errors.extend(errors);
@@ -597,6 +601,7 @@ pub async fn run(
         thresholds: opts.thresholds.clone(),
         pairs: results,
         node_errors,
+        node_warnings,
         passed,
         started: started_at,
         seconds: started.elapsed().as_secs_f64(),

@@ -21,6 +21,7 @@ echo "vxlan_port=$(ip -d link show dev "$dev" 2>/dev/null | sed -n 's/.*dstport 
 echo "udp_in_errors=$(awk '/^Udp:/ {n++} /^Udp:/ && n==2 {print $6}' /proc/net/snmp)"
 echo "forward_policy=$(iptables -w -S FORWARD 2>/dev/null | sed -n 's/^-P FORWARD //p')"
 echo "input_policy=$(iptables -w -S INPUT 2>/dev/null | sed -n 's/^-P INPUT //p')"
+if iptables -w -S FORWARD 2>/dev/null | grep -q -- '-j DIRECTOR-BOOT-FORWARD'; then echo "db_forward_rule=1"; else echo "db_forward_rule=0"; fi
 if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then
 	echo "firewalld=running"
 	echo "firewalld_ports=$(firewall-cmd --list-ports 2>/dev/null) $(firewall-cmd --info-service=director-boot 2>/dev/null | sed -n 's/^ *ports: //p')"
