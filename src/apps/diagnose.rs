@@ -119,6 +119,12 @@ impl fmt::Display for MemberProblem {
                         f,
                         "image {image} is not available{on} — build it and load it with `director-boot images load`"
                     ),
+                    // No registry serves `localhost/...`: such an image exists only when
+                    // side-loaded, so the pull error is noise.
+                    _ if image.starts_with("localhost/") => write!(
+                        f,
+                        "image {image} is not available{on} (it is side-loaded, never pulled) — build it and load it with `director-boot images load`"
+                    ),
                     _ => write!(
                         f,
                         "image {image} cannot be pulled{on} ({reason}: {message}) — build it and load it with `director-boot images load`, or make its registry reachable"
@@ -400,6 +406,17 @@ mod tests {
             "ImagePullBackOff",
             "Back-off pulling image \"docker.io/ibmcom/spectrum-symphony:7.3.0.0\"",
         );
+        let text = diagnose(&p, &[]).unwrap().to_string();
+        // A side-loaded (localhost/) image is simply not there; pulling it is meaningless.
+        assert_eq!(
+            text,
+            "image localhost/director-boot/cassandra:4.1 is not available on node node2 (it is side-loaded, never pulled) — build it and load it with `director-boot images load`"
+        );
+        let mut v = serde_json::to_value(&p).unwrap();
+        v["spec"]["containers"][0]["image"] = "docker.io/ibmcom/spectrum-symphony:7.3.0.0".into();
+        v["status"]["containerStatuses"][0]["image"] =
+            "docker.io/ibmcom/spectrum-symphony:7.3.0.0".into();
+        let p = pod(v);
         let text = diagnose(&p, &[]).unwrap().to_string();
         assert!(
             text.contains(
