@@ -435,6 +435,10 @@ pub struct ProbeClientArgs {
     /// Parallel streams of the tcp-multi test.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=128))]
     pub streams: u32,
+    /// Data threads per side in TCP tests: one for all streams (as iperf3 up to 3.15) or one
+    /// per stream (as iperf3 3.16+). Only matters when the CPU, not the link, is the limit.
+    #[arg(long, value_enum, default_value = "one")]
+    pub data_threads: crate::probe::DataThreads,
     /// Seconds each TCP and UDP test sends.
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_seconds)]
     pub duration: f64,

@@ -42,6 +42,7 @@ async fn client(args: ProbeClientArgs, json: bool) -> anyhow::Result<ExitCode> {
     opts.port = args.port;
     opts.tests = args.tests;
     opts.streams = args.streams;
+    opts.data_threads = args.data_threads;
     opts.duration = Duration::from_secs_f64(args.duration);
     opts.omit = Duration::from_secs_f64(args.omit);
     opts.udp_bitrate = args.udp_bitrate;

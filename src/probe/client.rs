@@ -14,8 +14,8 @@ use super::tcp::{self, DataError};
 use super::threads::{self, StopOnDrop};
 use super::wire::{Preamble, StreamKind};
 use super::{
-    ClientOptions, ErrorKind, MtuResult, PROTOCOL_VERSION, ProbeError, ProbeReport, RrResult,
-    TcpResult, TestError, TestKind, UdpResult, rr, udp,
+    ClientOptions, DataThreads, ErrorKind, MtuResult, PROTOCOL_VERSION, ProbeError, ProbeReport,
+    RrResult, TcpResult, TestError, TestKind, UdpResult, rr, udp,
 };
 
 /// Longest wait for a TCP handshake (control or data).
@@ -317,14 +317,19 @@ async fn tcp_test(
             streams,
             duration_ms: opts.duration.as_millis() as u64,
             omit_ms: opts.omit.as_millis() as u64,
+            per_stream_threads: opts.data_threads == DataThreads::PerStream,
         },
         overall,
     )
     .await?;
     let guard = StopOnDrop::default();
     let stop = guard.0.clone();
+    let threads = match opts.data_threads {
+        DataThreads::One => 1,
+        DataThreads::PerStream => streams,
+    };
     let worker = threads::spawn("probe-tcp", move || {
-        tcp::send_streams(addr, cookie, streams, length, CONNECT_WAIT, &stop)
+        tcp::send_streams(addr, cookie, streams, threads, length, CONNECT_WAIT, &stop)
     });
     let sent = join(worker, bounded(length + DATA_SLACK, overall), "TCP sending").await?;
     let reply = finish(ctl, sent.as_ref().map_or(0, |s| s.bytes), 0, overall).await?;

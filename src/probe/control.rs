@@ -37,6 +37,9 @@ pub enum TestSpec {
         streams: u32,
         duration_ms: u64,
         omit_ms: u64,
+        /// A receiving thread per stream instead of one for all.
+        #[serde(default)]
+        per_stream_threads: bool,
     },
     Udp {
         duration_ms: u64,

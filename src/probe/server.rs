@@ -282,6 +282,7 @@ fn refuse(test: &TestSpec) -> Option<String> {
             streams,
             duration_ms,
             omit_ms,
+            ..
         } if streams == 0
             || streams > MAX_STREAMS
             || Duration::from_millis(duration_ms.saturating_add(omit_ms)) > MAX_TEST =>
@@ -356,20 +357,15 @@ async fn run_test(ctl: &mut Control, shared: &Shared, test: TestSpec) -> Result<
     let stop = &guard.0;
     let reply = match test {
         TestSpec::Tcp {
+            streams,
             duration_ms,
             omit_ms,
-            ..
+            per_stream_threads,
         } => {
             let length = Duration::from_millis(duration_ms.saturating_add(omit_ms));
-            tcp_test(
-                ctl,
-                shared,
-                cookie,
-                length,
-                Duration::from_millis(omit_ms),
-                stop,
-            )
-            .await?
+            let threads = if per_stream_threads { streams } else { 1 };
+            let omit = Duration::from_millis(omit_ms);
+            tcp_test(ctl, shared, cookie, length, omit, threads, stop).await?
         }
         TestSpec::Udp { duration_ms, .. } => {
             let length = Duration::from_millis(duration_ms);
@@ -395,22 +391,44 @@ async fn tcp_test(
     cookie: u64,
     length: Duration,
     omit: Duration,
+    threads: u32,
     stop: &Stop,
 ) -> Result<ServerMsg, SessionError> {
     let hard = std::time::Instant::now() + length + TEST_SLACK;
     let clock = tcp::RecvClock::new(omit);
-    let workers = {
+    let mut feeders = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..threads.max(1) {
+        let (feeder, intake) = tcp::feeder().map_err(|e| SessionError::Protocol(e.to_string()))?;
+        feeders.push(feeder);
         let (clock, stop) = (clock.clone(), stop.clone());
-        intake(shared, StreamKind::TcpData, cookie, move |s| {
-            tcp::receive(s, &clock, &stop, hard)
-        })
-    };
+        workers.push(threads::spawn("probe-rx", move || {
+            tcp::receive_group(intake, &clock, &stop, hard)
+        }));
+    }
+    // Streams go round-robin to the receiving threads as they connect.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    shared.set_route(Some(Route {
+        cookie,
+        kind: StreamKind::TcpData,
+        tx,
+    }));
+    let distributor = tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Some(s) = rx.recv().await {
+            let k = feeders.len();
+            feeders[n % k].feed(s);
+            n += 1;
+        }
+        // Dropping the feeders tells the receivers that no more streams come.
+    });
     ctl.send(&ServerMsg::Ready { cookie }).await?;
     let done = expect_done(ctl, Instant::now() + length + TEST_SLACK).await;
     shared.set_route(None);
-    let workers = workers.await.unwrap_or_default();
+    let _ = distributor.await;
     done?;
-    let results = collect(workers, stop).await;
+    let results: Vec<tcp::RecvSummary> =
+        collect(workers, stop).await.into_iter().flatten().collect();
     let (bytes, seconds) = tcp::summarize(&clock, &results);
     Ok(ServerMsg::TcpDone {
         streams: results.len() as u32,

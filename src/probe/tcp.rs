@@ -1,9 +1,12 @@
-//! TCP bulk-transfer data path: blocking sockets, 128 KiB writes/reads, one OS thread per
-//! stream (iperf3's defaults), kernel buffer autotuning left alone.
+//! TCP bulk-transfer data path the way iperf3 does it: 128 KiB blocks on nonblocking sockets
+//! multiplexed with poll(2), up to [`BURST`] blocks per ready socket per round, kernel buffer
+//! autotuning left alone. Each side runs either one data thread for all streams (iperf3 up to
+//! 3.15, the default) or one per stream (iperf3 3.16+); see [`super::DataThreads`].
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use super::sockopt;
@@ -12,6 +15,8 @@ use super::wire::{Preamble, StreamKind};
 
 /// iperf3's default TCP block size.
 pub const BLOCK: usize = 128 * 1024;
+/// Blocks written (read) per ready socket per poll round, like iperf3's "multisend".
+const BURST: usize = 10;
 
 /// What the sending side did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,30 +51,33 @@ pub fn connect(
 }
 
 /// Connects `streams` data connections, then sends on all of them for `duration` (the clock
-/// starts once all are connected) and closes them.
+/// starts once all are connected) from `threads` data threads, and closes them.
 pub fn send_streams(
     addr: SocketAddr,
     cookie: u64,
     streams: u32,
+    threads: u32,
     duration: Duration,
     connect_timeout: Duration,
     stop: &Stop,
 ) -> Result<SendSummary, DataError> {
-    let mut socks = Vec::with_capacity(streams as usize);
-    for _ in 0..streams {
-        socks.push(connect(addr, StreamKind::TcpData, cookie, connect_timeout)?);
+    let threads = threads.clamp(1, streams.max(1));
+    let mut groups: Vec<Vec<(u32, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
+    for i in 0..streams {
+        let s = connect(addr, StreamKind::TcpData, cookie, connect_timeout)?;
+        groups[(i % threads) as usize].push((i, s));
     }
     let deadline = Instant::now() + duration;
-    let handles: Vec<_> = socks
+    let handles: Vec<_> = groups
         .into_iter()
         .enumerate()
-        .map(|(i, s)| {
+        .map(|(t, group)| {
             let stop = stop.clone();
             std::thread::Builder::new()
-                .name(format!("probe-tx{i}"))
-                .spawn(move || send_until(s, deadline, &stop))
+                .name(format!("probe-tx{t}"))
+                .spawn(move || send_group(group, deadline, &stop))
                 .map_err(|source| DataError::Stream {
-                    stream: i as u32,
+                    stream: t as u32,
                     source,
                 })
         })
@@ -79,19 +87,8 @@ pub fn send_streams(
         retransmits: Some(0),
     };
     let mut first_err = None;
-    for (i, h) in handles.into_iter().enumerate() {
-        let r = match h {
-            Ok(h) => h
-                .join()
-                .map_err(|_| DataError::Thread(i as u32))
-                .and_then(|r| {
-                    r.map_err(|source| DataError::Stream {
-                        stream: i as u32,
-                        source,
-                    })
-                }),
-            Err(e) => Err(e),
-        };
+    for (t, h) in handles.into_iter().enumerate() {
+        let r = h.and_then(|h| h.join().map_err(|_| DataError::Thread(t as u32))?);
         match r {
             Ok(s) => {
                 total.bytes += s.bytes;
@@ -110,29 +107,54 @@ pub fn send_streams(
     }
 }
 
-fn send_until(mut s: TcpStream, deadline: Instant, stop: &Stop) -> io::Result<SendSummary> {
-    s.set_write_timeout(Some(POLL))?;
+/// One data thread's loop: poll its sockets for room, write blocks into the ready ones.
+fn send_group(
+    mut socks: Vec<(u32, TcpStream)>,
+    deadline: Instant,
+    stop: &Stop,
+) -> Result<SendSummary, DataError> {
+    let fail = |stream: u32| move |source| DataError::Stream { stream, source };
+    for (i, s) in &socks {
+        s.set_nonblocking(true).map_err(fail(*i))?;
+    }
+    let first = socks.first().map_or(0, |(i, _)| *i);
     let block = vec![0x5a_u8; BLOCK];
+    let mut fds: Vec<libc::pollfd> = socks
+        .iter()
+        .map(|(_, s)| sockopt::pollfd(s, libc::POLLOUT))
+        .collect();
     let mut bytes = 0u64;
-    while !stop.raised() && Instant::now() < deadline {
-        match s.write(&block) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes += n as u64,
-            Err(e) if is_retry(&e) => {}
-            Err(e) => return Err(e),
+    loop {
+        let now = Instant::now();
+        if now >= deadline || stop.raised() {
+            break;
+        }
+        fds.iter_mut().for_each(|f| f.revents = 0);
+        sockopt::poll(&mut fds, (deadline - now).min(POLL)).map_err(fail(first))?;
+        for (f, (i, s)) in fds.iter().zip(socks.iter_mut()) {
+            if f.revents == 0 {
+                continue;
+            }
+            for _ in 0..BURST {
+                match s.write(&block) {
+                    Ok(0) => return Err(fail(*i)(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => bytes += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(fail(*i)(e)),
+                }
+            }
         }
     }
-    let retransmits = sockopt::tcp_total_retrans(&s).ok();
-    // FIN after the queued data: the receiver's EOF marks the end of its measurement.
-    let _ = s.shutdown(Shutdown::Write);
+    let mut retransmits = Some(0);
+    for (_, s) in &socks {
+        retransmits = retransmits
+            .zip(sockopt::tcp_total_retrans(s).ok())
+            .map(|(a, b)| a + b);
+        // FIN after the queued data: the receiver's EOF marks the end of its measurement.
+        let _ = s.shutdown(Shutdown::Write);
+    }
     Ok(SendSummary { bytes, retransmits })
-}
-
-fn is_retry(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 /// The receiving side's shared clock: the measurement starts at the first byte of any stream.
@@ -173,51 +195,148 @@ impl RecvClock {
 pub struct RecvSummary {
     /// Bytes inside the counted window.
     pub bytes: u64,
-    /// Time of the last byte (or of EOF).
+    /// Time of the last byte.
     pub last: Option<Instant>,
     /// The sender closed cleanly (vs. stopped by timeout or error).
     pub eof: bool,
 }
 
-/// Reads until EOF, `stop`, or `hard_deadline`.
-pub fn receive(
-    mut s: TcpStream,
+/// Hands streams to a running receiver thread (and wakes it up to take them).
+pub struct Feeder {
+    tx: mpsc::Sender<TcpStream>,
+    wake: UnixStream,
+}
+
+/// The receiver thread's end of a [`Feeder`].
+pub struct Intake {
+    rx: mpsc::Receiver<TcpStream>,
+    wake: UnixStream,
+}
+
+/// A connected feeder/intake pair. Dropping the feeder tells the receiver no more streams come.
+pub fn feeder() -> io::Result<(Feeder, Intake)> {
+    let (tx, rx) = mpsc::channel();
+    let (w, r) = UnixStream::pair()?;
+    // The async side must never block on a full wake-up socket (one pending byte is enough).
+    w.set_nonblocking(true)?;
+    r.set_nonblocking(true)?;
+    Ok((Feeder { tx, wake: w }, Intake { rx, wake: r }))
+}
+
+impl Feeder {
+    pub fn feed(&mut self, s: TcpStream) {
+        if self.tx.send(s).is_ok() {
+            let _ = self.wake.write(&[1]);
+        }
+    }
+}
+
+struct Receiving {
+    sock: TcpStream,
+    summary: RecvSummary,
+    window: Option<Instant>,
+    done: bool,
+}
+
+/// One data thread's loop on the receiving side: takes streams from `intake` as they arrive,
+/// reads every ready one, until all have ended and the feeder is gone, or `stop`, or
+/// `hard_deadline`. Returns one summary per stream.
+pub fn receive_group(
+    intake: Intake,
     clock: &RecvClock,
     stop: &Stop,
     hard_deadline: Instant,
-) -> RecvSummary {
-    let mut out = RecvSummary::default();
-    if let Err(e) = s.set_read_timeout(Some(POLL)) {
-        tracing::warn!("probe: data stream read timeout: {e}");
-        return out;
-    }
+) -> Vec<RecvSummary> {
+    let Intake { rx, mut wake } = intake;
+    let mut streams: Vec<Receiving> = Vec::new();
+    let mut feeder_gone = false;
+    let mut wake_open = true;
     let mut buf = vec![0u8; BLOCK];
-    let mut window: Option<Instant> = None;
-    loop {
-        if stop.raised() || Instant::now() >= hard_deadline {
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    let mut which: Vec<usize> = Vec::new();
+    while !stop.raised() && Instant::now() < hard_deadline {
+        loop {
+            match rx.try_recv() {
+                Ok(sock) => match sock.set_nonblocking(true) {
+                    Ok(()) => streams.push(Receiving {
+                        sock,
+                        summary: RecvSummary::default(),
+                        window: None,
+                        done: false,
+                    }),
+                    Err(e) => tracing::warn!("probe: data stream: {e}"),
+                },
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    feeder_gone = true;
+                    break;
+                }
+            }
+        }
+        if feeder_gone && streams.iter().all(|s| s.done) {
             break;
         }
-        match s.read(&mut buf) {
+        fds.clear();
+        which.clear();
+        if wake_open {
+            fds.push(sockopt::pollfd(&wake, libc::POLLIN));
+        }
+        for (i, s) in streams.iter().enumerate().filter(|(_, s)| !s.done) {
+            fds.push(sockopt::pollfd(&s.sock, libc::POLLIN));
+            which.push(i);
+        }
+        if let Err(e) = sockopt::poll(&mut fds, POLL) {
+            tracing::warn!("probe: poll: {e}");
+            break;
+        }
+        let mut fds_iter = fds.iter();
+        if wake_open && fds_iter.next().is_some_and(|f| f.revents != 0) {
+            let mut b = [0u8; 64];
+            loop {
+                match wake.read(&mut b) {
+                    Ok(0) => {
+                        wake_open = false;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        for (f, &i) in fds_iter.zip(&which) {
+            if f.revents != 0 {
+                read_ready(&mut streams[i], clock, &mut buf);
+            }
+        }
+    }
+    streams.into_iter().map(|s| s.summary).collect()
+}
+
+fn read_ready(s: &mut Receiving, clock: &RecvClock, buf: &mut [u8]) {
+    for _ in 0..BURST {
+        match s.sock.read(buf) {
             Ok(0) => {
-                out.eof = true;
-                break;
+                s.summary.eof = true;
+                s.done = true;
+                return;
             }
             Ok(n) => {
                 let now = Instant::now();
-                let start = *window.get_or_insert_with(|| clock.window_start(now));
+                let start = *s.window.get_or_insert_with(|| clock.window_start(now));
                 if now >= start {
-                    out.bytes += n as u64;
+                    s.summary.bytes += n as u64;
                 }
-                out.last = Some(now);
+                s.summary.last = Some(now);
             }
-            Err(e) if is_retry(&e) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::debug!("probe: data stream ended: {e}");
-                break;
+                s.done = true;
+                return;
             }
         }
     }
-    out
 }
 
 /// Sum of the streams over the shared window.
@@ -236,50 +355,78 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    #[test]
-    fn sender_and_receiver_agree_on_bytes() {
+    /// Sends `streams` streams from `threads` sender threads to `rx_threads` receiver threads.
+    fn transfer(
+        streams: u32,
+        threads: u32,
+        rx_threads: usize,
+    ) -> (SendSummary, Vec<RecvSummary>, f64) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let stop = Stop::default();
         let clock = RecvClock::new(Duration::ZERO);
-        let rx = {
-            let clock = clock.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                for _ in 0..2 {
-                    let (mut s, _) = l.accept().unwrap();
-                    let mut pre = [0u8; Preamble::LEN];
-                    s.read_exact(&mut pre).unwrap();
-                    let p = Preamble::decode(&pre).unwrap();
-                    assert_eq!((p.kind, p.cookie), (StreamKind::TcpData, 9));
-                    let clock = clock.clone();
-                    let stop = stop.clone();
-                    out.push(std::thread::spawn(move || {
-                        receive(s, &clock, &stop, Instant::now() + Duration::from_secs(10))
-                    }));
-                }
-                out.into_iter()
-                    .map(|h| h.join().unwrap())
-                    .collect::<Vec<_>>()
-            })
-        };
+        let mut feeders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..rx_threads {
+            let (f, intake) = feeder().unwrap();
+            feeders.push(f);
+            let (clock, stop) = (clock.clone(), stop.clone());
+            receivers.push(std::thread::spawn(move || {
+                receive_group(
+                    intake,
+                    &clock,
+                    &stop,
+                    Instant::now() + Duration::from_secs(10),
+                )
+            }));
+        }
+        let acceptor = std::thread::spawn(move || {
+            for i in 0..streams as usize {
+                let (mut s, _) = l.accept().unwrap();
+                let mut pre = [0u8; Preamble::LEN];
+                s.read_exact(&mut pre).unwrap();
+                let p = Preamble::decode(&pre).unwrap();
+                assert_eq!((p.kind, p.cookie), (StreamKind::TcpData, 9));
+                let n = feeders.len();
+                feeders[i % n].feed(s);
+            }
+            // Dropping the feeders: no more streams.
+        });
         let sent = send_streams(
             addr,
             9,
-            2,
+            streams,
+            threads,
             Duration::from_millis(300),
             Duration::from_secs(2),
             &stop,
         )
         .unwrap();
-        let got = rx.join().unwrap();
-        assert!(got.iter().all(|r| r.eof));
+        acceptor.join().unwrap();
+        let got: Vec<RecvSummary> = receivers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let (bytes, seconds) = summarize(&clock, &got);
         assert_eq!(bytes, sent.bytes);
+        (sent, got, seconds)
+    }
+
+    #[test]
+    fn one_thread_per_side_moves_every_byte() {
+        let (sent, got, seconds) = transfer(3, 1, 1);
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|r| r.eof && r.bytes > 0), "{got:?}");
         assert!(sent.bytes > 0);
         assert!(seconds > 0.2 && seconds < 2.0, "{seconds}");
-        assert_eq!(sent.retransmits, Some(0));
+        assert!(sent.retransmits.is_some());
+    }
+
+    #[test]
+    fn thread_per_stream_moves_every_byte() {
+        let (_, got, _) = transfer(2, 2, 2);
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|r| r.eof && r.bytes > 0), "{got:?}");
     }
 
     #[test]
@@ -296,16 +443,27 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
+        let (mut f, intake) = feeder().unwrap();
+        f.feed(s);
         let stop = Stop::default();
-        stop.raise();
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                stop.raise();
+            })
+        };
         let t0 = Instant::now();
-        let r = receive(
-            s,
+        let r = receive_group(
+            intake,
             &RecvClock::new(Duration::ZERO),
             &stop,
             Instant::now() + Duration::from_secs(60),
         );
-        assert!(!r.eof);
+        stopper.join().unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(!r[0].eof);
         assert!(t0.elapsed() < Duration::from_secs(1));
+        drop(f);
     }
 }

@@ -256,3 +256,16 @@ fn report_json_shape() {
     let back: ProbeReport = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_per_stream_mode_counts_every_stream() {
+    let (addr, _server) = start_server(None, false).await;
+    let mut opts = quick(addr, &[TestKind::TcpMulti]);
+    opts.streams = 3;
+    opts.data_threads = DataThreads::PerStream;
+    let r = run_client(&opts).await.unwrap();
+    let m = r.tcp_multi.unwrap();
+    assert_eq!(m.streams, 3);
+    assert_eq!(m.bytes, m.sent_bytes);
+    assert!(m.bits_per_second > 100e6, "{m:?}");
+}
