@@ -1,6 +1,7 @@
-//! TCP bulk-transfer data path the way iperf3 does it: 128 KiB blocks on nonblocking sockets
-//! multiplexed with poll(2), up to [`BURST`] blocks per ready socket per round, kernel buffer
-//! autotuning left alone. Each side runs either one data thread for all streams (iperf3 up to
+//! TCP bulk-transfer data path the way iperf3 does it, so CPU-bound paths give the same
+//! figures: 128 KiB blocks, readiness from poll(2); the sender writes nonblocking, [`BURST`]
+//! rounds of one block per ready stream; the receiver reads one whole block (blocking, with a
+//! timeout) per ready stream per round. Kernel buffer autotuning left alone. Each side runs either one data thread for all streams (iperf3 up to
 //! 3.15, the default) or one per stream (iperf3 3.16+); see [`super::DataThreads`].
 
 use std::io::{self, Read, Write};
@@ -15,7 +16,7 @@ use super::wire::{Preamble, StreamKind};
 
 /// iperf3's default TCP block size.
 pub const BLOCK: usize = 128 * 1024;
-/// Blocks written (read) per ready socket per poll round, like iperf3's "multisend".
+/// Rounds of writes over the ready streams per poll, like iperf3's "multisend".
 const BURST: usize = 10;
 
 /// What the sending side did.
@@ -131,17 +132,11 @@ fn send_group(
         }
         fds.iter_mut().for_each(|f| f.revents = 0);
         sockopt::poll(&mut fds, (deadline - now).min(POLL)).map_err(fail(first))?;
-        for (f, (i, s)) in fds.iter().zip(socks.iter_mut()) {
-            if f.revents == 0 {
-                continue;
-            }
-            for _ in 0..BURST {
-                match s.write(&block) {
-                    Ok(0) => return Err(fail(*i)(io::ErrorKind::WriteZero.into())),
-                    Ok(n) => bytes += n as u64,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(fail(*i)(e)),
+        // Like iperf3: BURST rounds over the ready streams, one block each per round.
+        for _ in 0..BURST {
+            for (f, (i, s)) in fds.iter().zip(socks.iter_mut()) {
+                if f.revents != 0 {
+                    bytes += write_block(s, &block).map_err(fail(*i))?;
                 }
             }
         }
@@ -155,6 +150,21 @@ fn send_group(
         let _ = s.shutdown(Shutdown::Write);
     }
     Ok(SendSummary { bytes, retransmits })
+}
+
+/// Writes one block, or as much of it as the socket takes without blocking.
+fn write_block(s: &mut TcpStream, block: &[u8]) -> io::Result<u64> {
+    let mut done = 0;
+    while done < block.len() {
+        match s.write(&block[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done as u64)
 }
 
 /// The receiving side's shared clock: the measurement starts at the first byte of any stream.
@@ -257,7 +267,8 @@ pub fn receive_group(
     while !stop.raised() && Instant::now() < hard_deadline {
         loop {
             match rx.try_recv() {
-                Ok(sock) => match sock.set_nonblocking(true) {
+                // Blocking reads bounded by a timeout, so a stalled stream can't hold the thread.
+                Ok(sock) => match sock.set_read_timeout(Some(POLL)) {
                     Ok(()) => streams.push(Receiving {
                         sock,
                         summary: RecvSummary::default(),
@@ -312,15 +323,19 @@ pub fn receive_group(
     streams.into_iter().map(|s| s.summary).collect()
 }
 
+/// Reads one block from a ready stream (like iperf3: blocking reads until the block is full,
+/// EOF, or the socket's read timeout).
 fn read_ready(s: &mut Receiving, clock: &RecvClock, buf: &mut [u8]) {
-    for _ in 0..BURST {
-        match s.sock.read(buf) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match s.sock.read(&mut buf[filled..]) {
             Ok(0) => {
                 s.summary.eof = true;
                 s.done = true;
                 return;
             }
             Ok(n) => {
+                filled += n;
                 let now = Instant::now();
                 let start = *s.window.get_or_insert_with(|| clock.window_start(now));
                 if now >= start {
@@ -328,7 +343,14 @@ fn read_ready(s: &mut Receiving, clock: &RecvClock, buf: &mut [u8]) {
                 }
                 s.summary.last = Some(now);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::debug!("probe: data stream ended: {e}");
