@@ -5,11 +5,12 @@
 #   gro        GRO on the nodes' underlay interfaces (UDP-tunnel GRO on receive)
 #   jumbo      underlay MTU 9000, overlay 8950 (set at runtime on the lab's links)
 #   jumbo+gro  both
+#   gro-fwd    MTU 1500, GRO plus rx-udp-gro-forwarding on the underlay interfaces
 # Paths: node1 -> node2 host to host (underlay), and between two network namespaces on the
 # nodes' pod bridges (overlay) -- the same kind of path netcheck measures in netns mode.
 # Each cell is the median of ROUNDS alternating runs of the two tools (receiver figures).
 # iperf3 is copied into the lab nodes by this script only.
-# Usage: sudo scripts/bench-netcheck.sh [DURATION_SECS] [ROUNDS]
+# Usage: sudo [CONFIGS="default jumbo"] scripts/bench-netcheck.sh [DURATION_SECS] [ROUNDS]
 # Uses its own lab (a temp state dir; `lab down` on exit) -- one lab per machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,7 @@ set_mtu() { # UNDERLAY OVERLAY
   done
 }
 set_gro() { for n in $n1 $n2; do on $n "ethtool -K eth0 gro $1 >/dev/null 2>&1 || true"; done; }
+set_gro_fwd() { for n in $n1 $n2; do on $n "ethtool -K eth0 rx-udp-gro-forwarding $1 >/dev/null 2>&1 || true"; done; }
 
 iperf() { # NETNS_PREFIX SERVER PORT -> bits/s at the receiver
   on $n1 "$1 iperf3 -c $2 -p $3 -t $duration -J" | jq '.end.sum_received.bits_per_second'
@@ -83,12 +85,13 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 
 printf '%-10s %12s %12s %6s %12s %12s %6s %10s %10s\n' config "under iperf3" "under probe" ratio \
   "over iperf3" "over probe" ratio "eff iperf3" "eff probe"
-for config in default gro jumbo jumbo+gro; do
+for config in ${CONFIGS:-default gro jumbo jumbo+gro gro-fwd}; do
   case $config in
     default) set_mtu 1500 1450; set_gro off ;;
     gro) set_gro on ;;
     jumbo) set_mtu 9000 8950; set_gro off ;;
     jumbo+gro) set_gro on ;;
+    gro-fwd) set_mtu 1500 1450; set_gro on; set_gro_fwd on ;;
   esac
   ui=() up=() oi=() op=()
   for _ in $(seq "$rounds"); do
@@ -107,6 +110,7 @@ for config in default gro jumbo jumbo+gro; do
 done
 set_mtu 1500 1450
 set_gro off
+set_gro_fwd off
 echo
 echo "netcheck itself on the same lab (netns mode, single stream, ${duration} s):"
 "$db" netcheck "$inv" --mode netns --duration "$duration" --streams 1 2>/dev/null | sed -n '/^TCP, 1 stream/,/^$/p'
