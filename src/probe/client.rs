@@ -128,7 +128,13 @@ pub async fn run_client(opts: &ClientOptions) -> Result<ProbeReport, ProbeError>
         }
     }
     if lost.is_none() {
-        let _ = ctl.send(&ClientMsg::Bye).await;
+        // Wait (briefly) for the server to be free again, so an immediate next run isn't
+        // told it is busy. Old servers or a lost answer only cost this short wait.
+        if ctl.send(&ClientMsg::Bye).await.is_ok() {
+            let _ = ctl
+                .recv::<ServerMsg>(bounded(Duration::from_secs(2), overall))
+                .await;
+        }
     }
     Ok(report)
 }

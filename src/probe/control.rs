@@ -90,6 +90,8 @@ pub enum ServerMsg {
     Error {
         message: String,
     },
+    /// Answer to the client's `bye`: the server is free for the next client.
+    Bye,
 }
 
 #[derive(Debug, thiserror::Error)]

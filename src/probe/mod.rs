@@ -34,16 +34,22 @@
 //!
 //! # How figures are measured (and how they compare with iperf3)
 //!
-//! - TCP: as iperf3: 128 KiB blocks (`-l 128K`) on nonblocking sockets driven by poll(2), kernel
-//!   buffer autotuning left on; one data thread per side for all streams by default (iperf3 up
-//!   to 3.15), or one per stream ([`DataThreads::PerStream`], iperf3 3.16+). Throughput is measured at the receiver, from its first byte to the
+//! - TCP: the same I/O pattern as iperf3, so that CPU-bound paths (loopback, veth, an overlay
+//!   on a busy host) give comparable figures: 128 KiB blocks (`-l 128K`), readiness from
+//!   poll(2), the sender writing nonblocking in 10 rounds of one block per ready stream
+//!   ("multisend"), the receiver reading one whole block per ready stream; kernel buffer
+//!   autotuning left on. One data thread per side for all streams by default (iperf3 up to
+//!   3.15), or one per stream ([`DataThreads::PerStream`], iperf3 3.16+). Throughput is
+//!   measured at the receiver, from its first byte to the
 //!   end of the last stream (EOF), summed over streams. Nothing is omitted by default, as iperf3
 //!   (`-O 0`); `omit` (iperf3's `-O`) drops the first seconds after the first byte from both the
 //!   byte count and the time.
 //! - UDP: payload bytes received over first-to-last datagram time at the receiver; loss =
 //!   sent − distinct received (exact, duplicates don't hide losses); jitter per RFC 3550 §A.8.
 //!   Bitrate 0 sends as fast as the socket accepts; the received rate and loss tell what got
-//!   through. Default datagram size: path MTU − 28 (IPv4; − 48 IPv6) when the MTU test ran
+//!   through. Both ends ask for 4 MiB socket buffers (iperf3 keeps the ~200 KiB default), so
+//!   at bitrate 0 on a CPU-bound path fewer datagrams are dropped at the receiving socket and
+//!   the received rate is higher than iperf3's; on a link-bound path the two agree. Default datagram size: path MTU − 28 (IPv4; − 48 IPv6) when the MTU test ran
 //!   first (it is scheduled first when both are asked for), else the local route MTU, else 1472.
 //! - RR: one TCP connection with TCP_NODELAY, 1-byte request → 1-byte response, measured at the
 //!   client; 10 uncounted warm-up transactions first.

@@ -190,11 +190,20 @@ async fn handle_connection(
                 return;
             }
             tracing::info!("probe: session from {peer}");
-            if let Err(e) = session(&mut ctl, &shared).await {
-                tracing::warn!("probe: session with {peer} ended: {e}");
-            }
+            let said_bye = match session(&mut ctl, &shared).await {
+                Ok(bye) => bye,
+                Err(e) => {
+                    tracing::warn!("probe: session with {peer} ended: {e}");
+                    false
+                }
+            };
             shared.set_route(None);
             shared.session.store(false, Ordering::SeqCst);
+            // Answer `bye` only now, so a client that starts its next session right after
+            // the answer never finds this one still holding the server.
+            if said_bye {
+                let _ = ctl.send(&ServerMsg::Bye).await;
+            }
             let _ = ended.send(());
         }
         StreamKind::TcpData | StreamKind::Rr => {
@@ -227,7 +236,8 @@ enum SessionError {
     Protocol(String),
 }
 
-async fn session(ctl: &mut Control, shared: &Shared) -> Result<(), SessionError> {
+/// Runs one client's tests; `Ok(true)` when the client ended it with `bye`.
+async fn session(ctl: &mut Control, shared: &Shared) -> Result<bool, SessionError> {
     match ctl.recv_within::<ClientMsg>(PREAMBLE_WAIT).await? {
         ClientMsg::Hello { version } if version == PROTOCOL_VERSION => {
             ctl.send(&ServerMsg::Welcome {
@@ -255,7 +265,7 @@ async fn session(ctl: &mut Control, shared: &Shared) -> Result<(), SessionError>
     loop {
         let msg = match ctl.recv_within::<ClientMsg>(BETWEEN_TESTS).await {
             Ok(m) => m,
-            Err(ControlError::Closed) => return Ok(()),
+            Err(ControlError::Closed) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
         match msg {
@@ -266,7 +276,7 @@ async fn session(ctl: &mut Control, shared: &Shared) -> Result<(), SessionError>
                 }
                 run_test(ctl, shared, test).await?;
             }
-            ClientMsg::Bye => return Ok(()),
+            ClientMsg::Bye => return Ok(true),
             other => {
                 return Err(SessionError::Protocol(format!(
                     "expected start or bye, got {other:?}"
