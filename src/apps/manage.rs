@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::endpoints::{self, Endpoint};
 use super::error::{AppsError, is_not_found};
 use super::objects::{ObjectId, Resolver};
-use super::observe::{RoleSnapshot, RoleTarget, ordinal, snapshot};
-use super::state::{self, StoredInstance};
+use super::observe::{RoleSnapshot, ordinal, snapshot};
+use super::state;
 use super::watch::{WaitPolicy, Watcher, attach_crash_logs};
 use crate::catalog::LABEL_INSTANCE;
 
@@ -35,18 +35,6 @@ pub struct InstanceSummary {
     pub roles: Vec<RoleCount>,
 }
 
-fn targets(stored: &StoredInstance) -> Vec<RoleTarget> {
-    stored
-        .roles
-        .iter()
-        .map(|r| RoleTarget {
-            id: r.id.clone(),
-            statefulset: r.statefulset.clone(),
-            members: r.members,
-        })
-        .collect()
-}
-
 /// Every instance (in `namespace`, or all) with ready/desired per role.
 pub async fn list(
     client: &Client,
@@ -54,7 +42,7 @@ pub async fn list(
 ) -> Result<Vec<InstanceSummary>, AppsError> {
     let mut out = Vec::new();
     for stored in state::list(client, namespace).await? {
-        let snaps = snapshot(client, &stored.namespace, &targets(&stored)).await?;
+        let snaps = snapshot(client, &stored.namespace, &stored.targets()).await?;
         out.push(InstanceSummary {
             instance: stored.instance.clone(),
             namespace: stored.namespace.clone(),
@@ -88,7 +76,7 @@ pub async fn status(
     name: &str,
 ) -> Result<InstanceStatus, AppsError> {
     let stored = state::find(client, namespace, name).await?;
-    let mut roles = snapshot(client, &stored.namespace, &targets(&stored)).await?;
+    let mut roles = snapshot(client, &stored.namespace, &stored.targets()).await?;
     attach_crash_logs(client, &stored.namespace, &mut roles).await;
     let endpoints =
         endpoints::fetch(client, &stored.namespace, &stored.instance, &stored.roles).await?;
@@ -159,7 +147,7 @@ pub async fn delete(
             }
         }
     }
-    let snaps = snapshot(client, &ns, &targets(&stored)).await?;
+    let snaps = snapshot(client, &ns, &stored.targets()).await?;
     let pods: Vec<String> = snaps
         .iter()
         .flat_map(|s| s.members_now.iter().map(|m| m.pod.clone()))

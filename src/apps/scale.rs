@@ -86,18 +86,6 @@ pub fn check_bounds(
     Ok(())
 }
 
-fn targets(stored: &StoredInstance) -> Vec<RoleTarget> {
-    stored
-        .roles
-        .iter()
-        .map(|r| RoleTarget {
-            id: r.id.clone(),
-            statefulset: r.statefulset.clone(),
-            members: r.members,
-        })
-        .collect()
-}
-
 /// Names of the PersistentVolumeClaim templates of a rendered StatefulSet.
 fn claim_templates(sts: &Value) -> Vec<String> {
     sts.pointer("/spec/volumeClaimTemplates")
@@ -160,7 +148,7 @@ where
         req.members,
     )?;
 
-    let before = snapshot(client, &ns, &targets(&stored)).await?;
+    let before = snapshot(client, &ns, &stored.targets()).await?;
     for s in &before {
         if let Some(detail) = s.mid_change() {
             return Err(AppsError::MidChange {

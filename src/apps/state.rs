@@ -62,6 +62,18 @@ pub struct StoredInstance {
 }
 
 impl StoredInstance {
+    /// What each role should look like, for the observers.
+    pub fn targets(&self) -> Vec<crate::apps::observe::RoleTarget> {
+        self.roles
+            .iter()
+            .map(|r| crate::apps::observe::RoleTarget {
+                id: r.id.clone(),
+                statefulset: r.statefulset.clone(),
+                members: r.members,
+            })
+            .collect()
+    }
+
     pub fn role(&self, id: &str) -> Result<&RoleRecord, AppsError> {
         self.roles
             .iter()

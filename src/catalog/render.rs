@@ -438,15 +438,7 @@ fn prune(v: &mut Value) {
     }
 }
 
-fn chain(e: &tera::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        parts.push(s.to_string());
-        src = s.source();
-    }
-    parts.join(": ")
-}
+use crate::engine::render::chain;
 
 fn sh_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     let text = match value {

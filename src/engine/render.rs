@@ -24,7 +24,7 @@ pub enum RenderError {
 }
 
 /// Tera's error chain, flattened: its top-level message alone rarely says what went wrong.
-fn chain(e: &tera::Error) -> String {
+pub(crate) fn chain(e: &tera::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {

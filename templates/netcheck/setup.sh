@@ -23,6 +23,9 @@ down() {
 	systemctl reset-failed "$UNIT_OVERLAY" "$UNIT_UNDERLAY" >/dev/null 2>&1 || true
 	! ip link show "$VETH" >/dev/null 2>&1 || ip link del "$VETH"
 	! ip netns list | grep -qw "$NS" || ip netns del "$NS"
+	# The host's neighbour entry for the namespace's address would outlive it and point the
+	# next run's first packets at a MAC that no longer exists.
+	ip neigh del "${ADDR%/*}" dev "$BRIDGE" 2>/dev/null || true
 	if [ -f "$FIREWALLD_MARK" ]; then
 		firewall-cmd --remove-port="$UNDERLAY_PORT/tcp" --remove-port="$UNDERLAY_PORT/udp" >/dev/null 2>&1 || true
 		rm -f "$FIREWALLD_MARK"
