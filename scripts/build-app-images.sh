@@ -6,10 +6,12 @@
 #   ${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/app-images/
 #     spark.tar   localhost/director-boot/spark:4.0.1   Debian bookworm + OpenJDK 17 JRE +
 #                 /opt/venv with pyspark 4.0.1 and Jupyter Notebook 7 (images/spark/)
-#     probe.tar   localhost/director-boot/probe:<ver>   the director-boot binary + its libs
 #     <name>.json ref, sha256, size, layers, fingerprint of the inputs
 #
-#   scripts/build-app-images.sh [spark] [probe --binary PATH] [--verify] [--force]
+#   scripts/build-app-images.sh [spark] [--verify] [--force]
+#
+# (netcheck's probe image is not built here: netcheck builds it from its own binary,
+# src/netcheck/probe_image.rs.)
 #
 # Cached: an archive whose inputs (pins, package lists, requirements, the build functions
 # themselves) are unchanged is not rebuilt; the Debian bootstrap and pip's downloads are
@@ -52,7 +54,6 @@ readonly HOST_CA=${DIRECTOR_BOOT_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 source "$REPO_ROOT/scripts/lib/oci.sh"
 
 TARGETS=()
-BINARY=""
 VERIFY=0
 FORCE=0
 
@@ -61,11 +62,9 @@ die() { log "ERROR: $*"; exit 1; }
 
 usage() {
   cat <<EOF
-usage: $0 [spark] [probe --binary PATH] [--verify] [--force]
+usage: $0 [spark] [--verify] [--force]
   spark          localhost/director-boot/spark:$SPARK_VERSION -> \$CACHE/app-images/spark.tar
                  (the default when no image is named)
-  probe          localhost/director-boot/probe:<version of PATH> -> \$CACHE/app-images/probe.tar
-  --binary PATH  the director-boot binary for the probe image (stripped copy)
   --verify       run the built images (nspawn/chroot) and import them into a throw-away
                  containerd; fails loudly on any check
   --force        rebuild even when the cache says the archive is current
@@ -79,8 +78,7 @@ EOF
 parse_args() {
   while (($#)); do
     case $1 in
-      spark | probe) TARGETS+=("$1") ;;
-      --binary) (($# >= 2)) || die "--binary needs a path"; BINARY=$2; shift ;;
+      spark) TARGETS+=("$1") ;;
       --verify) VERIFY=1 ;;
       --force) FORCE=1 ;;
       -h | --help) usage; exit 0 ;;
@@ -89,10 +87,6 @@ parse_args() {
     shift
   done
   ((${#TARGETS[@]})) || TARGETS=(spark)
-  if [[ " ${TARGETS[*]} " == *" probe "* ]]; then
-    [[ -n $BINARY ]] || die "probe needs --binary PATH (e.g. target/release/director-boot)"
-    [[ -x $BINARY ]] || die "--binary $BINARY is not an executable file"
-  fi
 }
 
 require_tools() {
@@ -279,56 +273,6 @@ build_spark() {
   rm -rf "$layout" "$stage"
   write_meta spark "$SPARK_REF" "$fp"
   log "spark: $OUT/spark.tar ($(du -h "$OUT/spark.tar" | cut -f1))"
-}
-
-# ---- probe: the director-boot binary alone ----------------------------------------
-# probe_root BINARY ROOT: the (stripped) binary at /usr/local/bin plus every shared library
-# ldd resolves for it, at the same paths (the nodes run Debian bookworm like this host).
-probe_root() {
-  local bin=$1 root=$2 lib
-  install -D -m 0755 "$bin" "$root/usr/local/bin/director-boot"
-  strip --strip-all "$root/usr/local/bin/director-boot"
-  while read -r lib; do
-    install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
-  done < <(ldd_paths "$bin")
-  install -d -m 1777 "$root/tmp"
-}
-
-# ldd prints "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and
-# "/lib64/ld-linux-x86-64.so.2 (0x...)"; keep the absolute paths (linux-vdso has none).
-ldd_paths() {
-  ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u
-}
-
-build_probe() {
-  local version ref fp layout=$WORK/oci-probe root=$WORK/probe-root
-  version=$("$BINARY" --version | awk '{print $2}')
-  [[ -n $version ]] || die "$BINARY --version printed no version"
-  ref=localhost/director-boot/probe:$version
-  fp=$({
-    printf '%s\n' "$ref" "$IMAGE_CREATED"
-    sha_of <"$BINARY"
-    ldd_paths "$BINARY" | xargs -r readlink -f | xargs -r sha256sum
-    declare -f probe_root ldd_paths build_probe layer_tar oci_new oci_add_layer oci_config oci_archive
-  } | sha_of)
-  if is_current probe "$fp"; then
-    log "probe: up to date: $OUT/probe.tar ($ref)"
-    return 0
-  fi
-  require_tools ldd strip
-  rm -rf "$root"
-  probe_root "$BINARY" "$root"
-  oci_new "$layout" "$ref"
-  layer_tar "$root" "$WORK/layer-probe.tar"
-  oci_add_layer "$layout" "$ref" "$WORK/layer-probe.tar" "director-boot binary + ldd libraries"
-  rm -f "$WORK/layer-probe.tar"
-  oci_config "$layout" "$ref" --config.entrypoint /usr/local/bin/director-boot \
-    --config.env PATH=/usr/local/bin:/usr/bin:/bin \
-    --config.label "org.opencontainers.image.version=$version"
-  oci_archive "$layout" "$OUT/probe.tar"
-  rm -rf "$layout" "$root"
-  write_meta probe "$ref" "$fp"
-  log "probe: $OUT/probe.tar ($ref, $(du -h "$OUT/probe.tar" | cut -f1))"
 }
 
 main() {

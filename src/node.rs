@@ -98,10 +98,7 @@ impl Node {
         dry_run: bool,
     ) -> Result<Node, NodeError> {
         let session = Session::connect(&host.name, &host.ssh, host.sudo, cfg).await?;
-        let script = format!(
-            "sh -s -- {} <<'DIRECTOR_BOOT_EOF'\n{FACTS_SCRIPT}DIRECTOR_BOOT_EOF\n",
-            shell_quote(peer)
-        );
+        let script = script_command(FACTS_SCRIPT, &[peer]);
         let sent = epoch_now();
         let out = session.run(&script).await?;
         let received = epoch_now();
@@ -175,13 +172,8 @@ impl Node {
         dirs: &[String],
         units: &[String],
     ) -> Result<Snapshot, NodeError> {
-        let list = |v: &[String]| shell_quote(&v.join("\n"));
-        let script = format!(
-            "sh -s -- {} {} {} <<'DIRECTOR_BOOT_EOF'\n{SNAPSHOT_SCRIPT}DIRECTOR_BOOT_EOF\n",
-            list(files),
-            list(dirs),
-            list(units)
-        );
+        let (files, dirs, units) = (files.join("\n"), dirs.join("\n"), units.join("\n"));
+        let script = script_command(SNAPSHOT_SCRIPT, &[&files, &dirs, &units]);
         let out = self.sudo_ok(&script).await?;
         Ok(Snapshot::parse(&out.stdout))
     }
@@ -224,6 +216,17 @@ impl Node {
     }
 }
 
+/// A shell command that runs `script` (fed on stdin, so nothing is left on the host) with
+/// `args`, each quoted.
+pub fn script_command(script: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    let sep = if args.is_empty() { "" } else { " -- " };
+    format!(
+        "sh -s{sep}{} <<'DIRECTOR_BOOT_EOF'\n{script}DIRECTOR_BOOT_EOF\n",
+        args.join(" ")
+    )
+}
+
 /// A command shortened for messages: its first line, at most 100 characters.
 pub fn short(command: &str) -> String {
     let first = command.trim().lines().next().unwrap_or("");
@@ -242,6 +245,20 @@ pub fn last_lines(text: &str, n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::script_command;
+
+    #[test]
+    fn a_script_runs_over_stdin_with_quoted_arguments() {
+        assert_eq!(
+            script_command("echo \"$1\"\n", &["a b", "it's"]),
+            "sh -s -- 'a b' 'it'\\''s' <<'DIRECTOR_BOOT_EOF'\necho \"$1\"\nDIRECTOR_BOOT_EOF\n"
+        );
+        assert_eq!(
+            script_command("true\n", &[]),
+            "sh -s <<'DIRECTOR_BOOT_EOF'\ntrue\nDIRECTOR_BOOT_EOF\n"
+        );
+    }
+
     use super::*;
 
     #[test]

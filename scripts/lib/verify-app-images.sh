@@ -84,22 +84,6 @@ EOF
   rm -rf "$bundle"
 }
 
-verify_probe() {
-  local bundle meta=$OUT/probe.json ref files
-  verify_dir
-  ref=$(jq -r .ref "$meta")
-  bundle=$VERIFY_DIR/probe
-  log "verify probe: unpacking $OUT/probe.tar ($ref)"
-  oci_unpack "$OUT/probe.tar" "$ref" "$bundle"
-  files=$(cd "$bundle/rootfs" && find . -type f | sort)
-  printf '%s\n' "$files" | sed 's/^/    probe files | /' >&2
-  [[ $(jq -r '.process.args[0]' "$bundle/config.json") == /usr/local/bin/director-boot ]] ||
-    die "verify probe: the entrypoint is not /usr/local/bin/director-boot"
-  check probe-chroot "director-boot ${ref##*:}" \
-    unshare --mount --pid --fork chroot "$bundle/rootfs" /usr/local/bin/director-boot --version
-  rm -rf "$bundle"
-}
-
 # Import every built archive into a throw-away containerd (own root, state and socket;
 # stopped by its PID) and list it, as `director-boot images load` does on a node.
 verify_import() {

@@ -220,9 +220,7 @@ fn contexts(
 }
 
 async fn host_status(n: &Node, script: &str) -> anyhow::Result<String> {
-    let cmd = format!(
-        "sh -s -- {VXLAN_DEVICE} {POD_BRIDGE} <<'DIRECTOR_BOOT_EOF'\n{script}DIRECTOR_BOOT_EOF\n"
-    );
+    let cmd = crate::node::script_command(script, &[VXLAN_DEVICE, POD_BRIDGE]);
     Ok(n.session.run(&cmd).await?.stdout)
 }
 

@@ -64,9 +64,7 @@ pub async fn run(
             let plan = reset::plan(renderer_ref, roles_ref, cluster_ref, &nc, &n.host.roles)?;
             let script = reset::script(renderer_ref, &plan)?;
             let out = n
-                .sudo_ok(&format!(
-                    "sh -s <<'DIRECTOR_BOOT_EOF'\n{script}DIRECTOR_BOOT_EOF\n"
-                ))
+                .sudo_ok(&crate::node::script_command(&script, &[]))
                 .await?;
             Ok(out.stdout.lines().map(str::to_string).collect())
         })

@@ -9,27 +9,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::probe_image::{ENTRYPOINT, ProbeImage};
+use crate::engine::image_archive::ImageArchive;
+use crate::engine::images::{self, Ctr};
 use crate::engine::render::Renderer;
 use crate::node::{Node, shell_quote};
 
 const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 const NAME: &str = "director-boot-netcheck";
-const ARCHIVE: &str = "/var/lib/director-boot/images/netcheck-probe.tar";
 
-/// Put the probe image into a node's containerd (skipped when it is there already).
+/// Put the probe image into a node's containerd with the shared side-loader (`images load`):
+/// staged by sha256, imported only when containerd lacks it.
 pub async fn load_image(n: &Node, image: &ProbeImage) -> anyhow::Result<()> {
-    let listed = n.sudo_ok("ctr -n k8s.io images ls -q").await?;
-    if listed.stdout.lines().any(|l| l.trim() == image.reference) {
-        return Ok(());
-    }
-    n.sudo_ok("mkdir -p /var/lib/director-boot/images").await?;
-    n.session
-        .upload_file(&image.archive, ARCHIVE, 0o644)
-        .await
-        .context("uploading the probe image")?;
-    n.sudo_ok(&format!("ctr -n k8s.io images import {ARCHIVE}"))
-        .await
-        .context("importing the probe image into containerd")?;
+    let archive = ImageArchive::open(&image.archive)?;
+    images::load_archives(n, &[archive], &Ctr::default(), &|_| {}).await?;
     Ok(())
 }
 

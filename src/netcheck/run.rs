@@ -17,7 +17,7 @@ use crate::engine::context::{self, NodeContext, POD_BRIDGE, VXLAN_DEVICE};
 use crate::engine::render::Renderer;
 use crate::engine::runner::Runner;
 use crate::inventory::Inventory;
-use crate::node::{Node, last_lines, shell_quote};
+use crate::node::{Node, last_lines, script_command};
 use crate::ssh::SshConfig;
 
 /// Where the probe binary and the setup script go on every node.
@@ -148,9 +148,10 @@ fn tera_ctx(nc: &NodeContext, binary: &str, max_secs: u64, netns: bool) -> tera:
 
 async fn netfacts(n: &Node, renderer: &Renderer, port: u16) -> anyhow::Result<NetFacts> {
     let script = renderer.render("netcheck/netfacts.sh", &tera::Context::new())?;
-    let cmd = format!(
-        "sh -s -- {VXLAN_DEVICE} {port} {} {POD_BRIDGE} <<'DIRECTOR_BOOT_EOF'\n{script}DIRECTOR_BOOT_EOF\n",
-        shell_quote(&n.facts.interface)
+    let port = port.to_string();
+    let cmd = script_command(
+        &script,
+        &[VXLAN_DEVICE, &port, &n.facts.interface, POD_BRIDGE],
     );
     let out = n.sudo_ok(&cmd).await?;
     Ok(NetFacts::parse(&out.stdout))
