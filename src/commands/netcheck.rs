@@ -41,17 +41,7 @@ pub async fn run(paths: &Paths, a: NetcheckArgs<'_>) -> anyhow::Result<ExitCode>
     }
     let cfg = ssh_config(paths, &inv, a.ssh)?;
     let cluster_dir = paths.cluster_dir(&inv.cluster_name);
-    let file = cluster_dir.join("subnets.json");
-    let text = std::fs::read_to_string(&file).with_context(|| {
-        format!(
-            "no overlay recorded for cluster {} ({} is missing): run `director-boot init {}` (or `overlay up`) first",
-            inv.cluster_name,
-            file.display(),
-            a.inventory.display()
-        )
-    })?;
-    let subnets =
-        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", file.display()))?;
+    let subnets = super::overlay::recorded_subnets(paths, &inv, a.inventory)?;
     let mut runner = Runner::new(
         false,
         a.ssh.concurrency as usize,

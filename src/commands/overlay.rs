@@ -55,7 +55,7 @@ pub async fn run(
             let subnets = recorded_subnets(paths, &inv, &inventory)?;
             let mut runner = Runner::new(false, ssh.concurrency as usize, verbose, json, None);
             let nodes = open_nodes(&mut runner, &inv, &cfg, false).await;
-            let ctxs = contexts(&inv, &subnets, &nodes)?;
+            let ctxs = context::network_only(&inv, &subnets, &nodes)?;
             let renderer = Renderer::new()?;
             let script = renderer.render("overlay/status.sh", &tera::Context::new())?;
             let mut rows = Vec::new();
@@ -158,7 +158,7 @@ pub async fn run(
                 .context("host vanished")?;
             let peer = super::connect::peer_of(&inv, h);
             let node = Node::open(h, &peer, &cfg, false).await?;
-            let nc = contexts(&inv, &subnets, std::slice::from_ref(&node))?
+            let nc = context::network_only(&inv, &subnets, std::slice::from_ref(&node))?
                 .remove(&host)
                 .context("no node context")?;
             let have = node
@@ -187,7 +187,8 @@ pub async fn run(
     }
 }
 
-fn recorded_subnets(
+/// The pod subnets `init`/`overlay up` recorded for the inventory's cluster.
+pub(super) fn recorded_subnets(
     paths: &Paths,
     inv: &Inventory,
     inventory: &std::path::Path,
@@ -195,28 +196,13 @@ fn recorded_subnets(
     let file = paths.cluster_dir(&inv.cluster_name).join("subnets.json");
     let text = std::fs::read_to_string(&file).with_context(|| {
         format!(
-            "no overlay recorded for cluster {}: run `director-boot overlay up {}` first",
+            "no overlay recorded for cluster {} ({} is missing): run `director-boot init {}` (or `overlay up`) first",
             inv.cluster_name,
+            file.display(),
             inventory.display()
         )
     })?;
     serde_json::from_str(&text).with_context(|| format!("{} is corrupt", file.display()))
-}
-
-fn contexts(
-    inv: &Inventory,
-    subnets: &BTreeMap<String, ipnet::IpNet>,
-    nodes: &[Node],
-) -> anyhow::Result<BTreeMap<String, NodeContext>> {
-    let cluster = context::cluster(inv, subnets, "", BTreeMap::new())?;
-    let mut out = BTreeMap::new();
-    for n in nodes {
-        out.insert(
-            n.name().to_string(),
-            context::node(inv, &cluster, &n.host, &n.facts)?,
-        );
-    }
-    Ok(out)
 }
 
 async fn host_status(n: &Node, script: &str) -> anyhow::Result<String> {

@@ -258,6 +258,25 @@ pub fn node(
     })
 }
 
+/// The node contexts of connected hosts, for the commands that only touch the network (overlay
+/// status/expose, netcheck): no artifact mirror, so no versions or images.
+pub fn network_only(
+    inv: &Inventory,
+    subnets: &BTreeMap<String, IpNet>,
+    nodes: &[crate::node::Node],
+) -> Result<BTreeMap<String, NodeContext>, ContextError> {
+    let cluster = cluster(inv, subnets, "", BTreeMap::new())?;
+    nodes
+        .iter()
+        .map(|n| {
+            Ok((
+                n.name().to_string(),
+                node(inv, &cluster, &n.host, &n.facts)?,
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -387,14 +387,7 @@ pub async fn run(
             node_errors.push((name.clone(), "unreachable over SSH (see above)".into()));
         }
     }
-    let cluster = context::cluster(inv, subnets, "", BTreeMap::new())?;
-    let mut ctxs: BTreeMap<String, NodeContext> = BTreeMap::new();
-    for n in &nodes {
-        ctxs.insert(
-            n.name().to_string(),
-            context::node(inv, &cluster, &n.host, &n.facts)?,
-        );
-    }
+    let ctxs = context::network_only(inv, subnets, &nodes)?;
     let overlay_mtu = ctxs.values().map(|c| c.overlay_mtu).min().unwrap_or(1450);
     let cp = nodes
         .iter()
