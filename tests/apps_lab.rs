@@ -88,10 +88,24 @@ fn spark_deploys_computes_pi_and_scales_and_missing_images_are_diagnosed() {
         .lab
         .with_inventory(&["--json", "images", "load"], &[&archive_s]);
     assert!(out.status.success());
+    let second: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("images load --json");
+    let states: Vec<(String, bool)> = second["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|h| h["images"].as_array().cloned().unwrap_or_default())
+        .map(|i| {
+            (
+                i["state"].as_str().unwrap_or("?").to_string(),
+                i["uploaded"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(states.len(), 3, "one image on each of 3 hosts: {second}");
     assert!(
-        !stdout(&out).contains("\"imported\""),
-        "second load imported again: {}",
-        stdout(&out)
+        states.iter().all(|(s, up)| s == "present" && !up),
+        "second load changed something: {second}"
     );
 
     // deploy-app spark: master, 2 workers and jupyter Ready, endpoints printed.
