@@ -9,14 +9,26 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "valid": true, "hosts": inv.hosts.len(), "warnings": inv.warnings })
+                    serde_json::json!({
+                        "valid": true,
+                        "hosts": inv.hosts.len(),
+                        "control_plane_endpoint": inv.control_plane_endpoint,
+                        "warnings": inv.warnings,
+                    })
                 );
             } else {
                 for w in &inv.warnings {
                     eprintln!("warning: {w}");
                 }
+                let endpoint = match &inv.control_plane_endpoint {
+                    Some(ep) if ep.managed_vip => {
+                        format!(", control-plane endpoint {} (virtual IP)", ep.url())
+                    }
+                    Some(ep) => format!(", control-plane endpoint {}", ep.url()),
+                    None => String::new(),
+                };
                 println!(
-                    "{}: valid ({} hosts, cluster {})",
+                    "{}: valid ({} hosts, cluster {}{endpoint})",
                     path.display(),
                     inv.hosts.len(),
                     inv.cluster_name

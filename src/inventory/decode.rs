@@ -14,7 +14,8 @@ use super::raw::*;
 use super::tree::{Kind, Mark, Node, shorten};
 
 const TOP_FIELDS: [&str; 5] = ["cluster", "defaults", "ssh", "network", "hosts"];
-const CLUSTER_FIELDS: [&str; 1] = ["name"];
+const CLUSTER_FIELDS: [&str; 2] = ["name", "control_plane_endpoint"];
+const ENDPOINT_FIELDS: [&str; 3] = ["address", "port", "vip"];
 const SSH_FIELDS: [&str; 3] = ["known_hosts", "connect_timeout", "bastion"];
 const BASTION_FIELDS: [&str; 4] = ["address", "port", "user", "identity_file"];
 const NETWORK_FIELDS: [&str; 4] = ["pod_cidr", "service_cidr", "node_prefix", "overlay"];
@@ -29,7 +30,7 @@ pub const PORT: &str = "a port number in 1..=65535";
 pub fn decode(root: &Node, p: &mut Problems) -> Option<RawInventory> {
     let top = Fields::read(root, "", &TOP_FIELDS, p)?;
 
-    let cluster_name = match top.get("cluster") {
+    let cluster = match top.get("cluster") {
         None => {
             p.add(
                 Some(root.mark),
@@ -38,15 +39,22 @@ pub fn decode(root: &Node, p: &mut Problems) -> Option<RawInventory> {
             );
             None
         }
-        Some(node) => Fields::read(node, "cluster", &CLUSTER_FIELDS, p).and_then(|f| {
-            f.required(
-                "name",
-                "name the cluster with a DNS label like prod-bigdata",
-                p,
-            )
-            .and_then(|n| string(n, "cluster.name", p))
-        }),
+        Some(node) => Fields::read(node, "cluster", &CLUSTER_FIELDS, p),
     };
+    let cluster_name = cluster.as_ref().and_then(|f| {
+        f.required(
+            "name",
+            "name the cluster with a DNS label like prod-bigdata",
+            p,
+        )
+        .and_then(|n| string(n, "cluster.name", p))
+    });
+    let endpoint_node = cluster
+        .as_ref()
+        .and_then(|f| f.get("control_plane_endpoint"))
+        .filter(|n| !n.is_null());
+    let control_plane_endpoint =
+        endpoint_node.and_then(|n| endpoint(n, "cluster.control_plane_endpoint", p));
 
     let defaults = top
         .get("defaults")
@@ -77,7 +85,10 @@ pub fn decode(root: &Node, p: &mut Problems) -> Option<RawInventory> {
 
     Some(RawInventory {
         mark: root.mark,
+        cluster_mark: top.key_mark("cluster"),
         cluster_name,
+        control_plane_endpoint,
+        endpoint_written: endpoint_node.is_some(),
         defaults,
         ssh,
         network,
@@ -495,6 +506,161 @@ fn sudo(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<Sudo>> {
         "auto" => Sudo::Auto,
         "true" => Sudo::Always,
         "false" => Sudo::Never,
+        other => {
+            p.add(
+                Some(node.mark),
+                field,
+                format!("expected {EXPECTED}, found `{}`", shorten(other)),
+            );
+            return None;
+        }
+    };
+    Some(spanned(value, node))
+}
+
+/// What the short form of `control_plane_endpoint` looks like.
+const ENDPOINT_SHORT: &str = "an IP address or DNS name with an optional port, like 192.168.56.10, api.example.com:8443 or '[fd00::10]:6443'";
+
+/// `control_plane_endpoint`: `host`, `host:port`, `'[v6]:port'`, or `{address, port, vip}`.
+fn endpoint(node: &Node, field: &str, p: &mut Problems) -> Option<RawEndpoint> {
+    match &node.kind {
+        _ if node.is_null() => None,
+        Kind::Map(_) => {
+            let f = Fields::read(node, field, &ENDPOINT_FIELDS, p)?;
+            let host_field = join(field, "address");
+            let host = f
+                .required(
+                    "address",
+                    "give the endpoint's IP address or DNS name, like 192.168.56.10 or api.example.com",
+                    p,
+                )
+                .and_then(|n| {
+                    let text = scalar(n, &host_field, "an IP address or DNS name", p)?;
+                    endpoint_host(text, n, &host_field, p)
+                });
+            let port = f
+                .get("port")
+                .and_then(|n| int(n, &join(field, "port"), 1, 65535, PORT, p));
+            let vip = f.get("vip").and_then(|n| vip(n, &join(field, "vip"), p));
+            Some(RawEndpoint {
+                mark: node.mark,
+                host_field,
+                host: host?,
+                port,
+                vip,
+            })
+        }
+        Kind::Seq(_) => {
+            // `[fd00::10]:6443` unquoted is a YAML flow list.
+            p.add(
+                Some(node.mark),
+                field,
+                format!(
+                    "expected {ENDPOINT_SHORT} or a mapping with address, port, vip, found a list: quote an IPv6 address in brackets"
+                ),
+            );
+            None
+        }
+        Kind::Scalar { text, .. } => {
+            let (host_text, port_text) = match split_host_port(text) {
+                Ok(parts) => parts,
+                Err(why) => {
+                    p.add(Some(node.mark), field, format!("`{}` {why}", shorten(text)));
+                    return None;
+                }
+            };
+            let host = endpoint_host(host_text, node, field, p);
+            let port = match port_text.map(|t| (t, t.parse::<u16>())) {
+                None => None,
+                Some((_, Ok(port))) if port > 0 => Some(spanned(port, node)),
+                Some((t, _)) => {
+                    p.add(
+                        Some(node.mark),
+                        field,
+                        format!("expected {PORT} after the ':', found `{}`", shorten(t)),
+                    );
+                    return None;
+                }
+            };
+            Some(RawEndpoint {
+                mark: node.mark,
+                host_field: field.to_string(),
+                host: host?,
+                port,
+                vip: None,
+            })
+        }
+    }
+}
+
+/// Split a short-form endpoint into host and port text; the error completes "`text` ...".
+fn split_host_port(text: &str) -> Result<(&str, Option<&str>), &'static str> {
+    if text.contains("://") {
+        return Err("is a URL: give the host and port only, like api.example.com:6443");
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return Err(
+                "has no closing ']': write an IPv6 address with a port as '[fd00::10]:6443'",
+            );
+        };
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(
+                "has brackets around something that is not an IPv6 address: brackets are only for IPv6, like '[fd00::10]:6443'",
+            );
+        }
+        return match after {
+            "" => Ok((inside, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((inside, Some(port))),
+                None => {
+                    Err("has text after ']' that is not ':<port>': write it like '[fd00::10]:6443'")
+                }
+            },
+        };
+    }
+    // A bare IPv6 address (its colons are not a port separator).
+    if IpAddr::from_str(text).is_ok() {
+        return Ok((text, None));
+    }
+    match text.split_once(':') {
+        None => Ok((text, None)),
+        Some((host, port)) if !port.contains(':') => Ok((host, Some(port))),
+        Some(_) => Err(
+            "is neither an IP address nor host:port: write an IPv6 address with a port in brackets, like '[fd00::10]:6443'",
+        ),
+    }
+}
+
+/// An IP address (a usable one) or a name for `validate` to check as a DNS name.
+fn endpoint_host(
+    text: &str,
+    node: &Node,
+    field: &str,
+    p: &mut Problems,
+) -> Option<Spanned<RawEndpointHost>> {
+    match IpAddr::from_str(text) {
+        Ok(ip) if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() => {
+            p.add(
+                Some(node.mark),
+                field,
+                format!(
+                    "`{ip}` cannot be the control-plane endpoint: give an address every host and user can reach"
+                ),
+            );
+            None
+        }
+        Ok(ip) => Some(spanned(RawEndpointHost::Ip(ip), node)),
+        Err(_) => Some(spanned(RawEndpointHost::Dns(text.to_string()), node)),
+    }
+}
+
+fn vip(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<Vip>> {
+    const EXPECTED: &str = "`auto`, `true` or `false`";
+    let value = match scalar(node, field, EXPECTED, p)? {
+        "auto" => Vip::Auto,
+        "true" => Vip::Yes,
+        "false" => Vip::No,
         other => {
             p.add(
                 Some(node.mark),

@@ -94,16 +94,77 @@ pub struct Network {
     pub overlay: Overlay,
 }
 
+/// The host part of the control-plane endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointHost {
+    Ip(IpAddr),
+    /// A DNS name (validated; lowercase letters as written are kept).
+    Dns(String),
+}
+
+impl fmt::Display for EndpointHost {
+    /// The bare host, as a certificate SAN or a keepalived address (IPv6 without brackets).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointHost::Ip(ip) => write!(f, "{ip}"),
+            EndpointHost::Dns(name) => f.write_str(name),
+        }
+    }
+}
+
+/// `cluster.control_plane_endpoint`: where users, tools and in-cluster clients reach the API
+/// servers of a cluster with one or more control planes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlPlaneEndpoint {
+    pub host: EndpointHost,
+    /// The API port on the endpoint (6443 unless written).
+    pub port: u16,
+    /// director-boot holds `host` (an IP address) as a virtual IP on the control planes
+    /// (keepalived); false when the user runs the load balancer or DNS name behind it.
+    pub managed_vip: bool,
+}
+
+impl ControlPlaneEndpoint {
+    /// The default API port, as kubeadm's.
+    pub const DEFAULT_PORT: u16 = 6443;
+
+    /// `host:port` for URLs and dial addresses: `192.168.56.10:6443`, `[fd00::10]:6443`,
+    /// `api.example.com:8443`.
+    pub fn host_port(&self) -> String {
+        match &self.host {
+            EndpointHost::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
+            host => format!("{host}:{}", self.port),
+        }
+    }
+
+    /// The API server URL through the endpoint, e.g. `https://192.168.56.10:6443`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.host_port())
+    }
+
+    /// The virtual IP director-boot manages, if it is one.
+    pub fn vip(&self) -> Option<IpAddr> {
+        match self.host {
+            EndpointHost::Ip(ip) if self.managed_vip => Some(ip),
+            _ => None,
+        }
+    }
+}
+
 /// A validated inventory.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Inventory {
     /// The file it was read from (for messages).
     pub path: PathBuf,
     pub cluster_name: String,
+    /// Required with more than one control plane; `None` means the first control plane's own
+    /// address (the single-control-plane behaviour).
+    pub control_plane_endpoint: Option<ControlPlaneEndpoint>,
     pub ssh: SshSettings,
     pub network: Network,
     pub hosts: Vec<Host>,
-    /// Things that are allowed but unwise (an even etcd count, ...).
+    /// Things that are allowed but unwise.
     pub warnings: Vec<String>,
 }
 

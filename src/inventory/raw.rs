@@ -101,11 +101,43 @@ pub struct RawNetwork {
     pub overlay: RawOverlay,
 }
 
+/// The host of `cluster.control_plane_endpoint`, as written (already a valid IP or DNS name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawEndpointHost {
+    Ip(IpAddr),
+    Dns(String),
+}
+
+/// `vip: auto | true | false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vip {
+    /// A virtual IP when the host is an IP address; the user's own when it is a DNS name.
+    Auto,
+    Yes,
+    No,
+}
+
+/// `cluster.control_plane_endpoint`, short (`host[:port]`) or long (`{address, port, vip}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEndpoint {
+    pub mark: Mark,
+    /// The field the host was written in: the endpoint itself, or its `address`.
+    pub host_field: String,
+    pub host: Spanned<RawEndpointHost>,
+    pub port: Option<Spanned<u16>>,
+    pub vip: Option<Spanned<Vip>>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawInventory {
     /// Where the document starts: the place to point at for a missing top-level section.
     pub mark: Mark,
+    /// Where `cluster:` was written (its key), for problems that ask to add a field there.
+    pub cluster_mark: Option<Mark>,
     pub cluster_name: Option<Spanned<String>>,
+    pub control_plane_endpoint: Option<RawEndpoint>,
+    /// A non-null endpoint was written (even one `decode` could not use, already reported).
+    pub endpoint_written: bool,
     pub defaults: RawHostSettings,
     pub ssh: RawSsh,
     pub network: RawNetwork,

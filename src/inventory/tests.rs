@@ -120,7 +120,7 @@ hosts:
   - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
 ",
     [
-        "inv.yaml:2:3: cluster.title: unknown field; valid fields here: name",
+        "inv.yaml:2:3: cluster.title: unknown field; valid fields here: name, control_plane_endpoint",
         "inv.yaml:2:3: cluster.name: missing: name the cluster with a DNS label like prod-bigdata",
     ]
 );
@@ -957,6 +957,7 @@ hosts:
     assert_eq!(inv.path, PathBuf::from(FILE));
     assert_eq!(inv.cluster_name, "c1");
     assert!(inv.warnings.is_empty());
+    assert_eq!(inv.control_plane_endpoint, None);
     assert_eq!(
         inv.ssh,
         SshSettings {
@@ -1095,20 +1096,240 @@ hosts:
     assert!(inv.hosts[0].ssh.address.is_ipv6());
 }
 
-#[test]
-fn even_etcd_count_is_a_warning_not_an_error() {
-    let inv = good(
-        r"
+bad!(
+    two_etcd_members,
+    r"
 cluster: {name: c1}
 hosts:
   - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
   - {name: n2, address: 192.168.1.2, roles: [etcd, worker]}
 ",
+    [
+        "inv.yaml:3:3: hosts: 2 etcd members need 2 for quorum and so tolerate no failure, like 1 member does: use 1 or 3 (remove `etcd` from one host's roles or add it to one more host)"
+    ]
+);
+
+bad!(
+    four_etcd_members,
+    r"
+cluster: {name: c1, control_plane_endpoint: 192.168.1.10}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n2, address: 192.168.1.2, roles: [etcd, control-plane]}
+  - {name: n3, address: 192.168.1.3, roles: [etcd, control-plane]}
+  - {name: n4, address: 192.168.1.4, roles: [etcd, worker]}
+",
+    [
+        "inv.yaml:3:3: hosts: 4 etcd members need 3 for quorum and so tolerate 1 failure, like 3 members do: use 3 or 5 (remove `etcd` from one host's roles or add it to one more host)"
+    ]
+);
+
+#[test]
+fn even_etcd_message_has_the_quorum_arithmetic() {
+    assert_eq!(
+        validate::even_etcd_message(6),
+        "6 etcd members need 4 for quorum and so tolerate 2 failures, like 5 members do: use 5 or 7 (remove `etcd` from one host's roles or add it to one more host)"
+    );
+}
+
+bad!(
+    several_control_planes_without_an_endpoint,
+    r"
+cluster:
+  name: c1
+hosts:
+  - {name: n1, address: 192.168.1.10, roles: [etcd, control-plane]}
+  - {name: n2, address: 192.168.1.11, roles: [etcd, control-plane]}
+  - {name: n3, address: 192.168.1.12, roles: [etcd, control-plane]}
+",
+    [
+        // .10 is a host's, so the example is the lowest free one.
+        "inv.yaml:1:1: cluster.control_plane_endpoint: missing: 3 hosts have the control-plane role, but without a shared endpoint every node and kubeconfig reaches only the first, and losing that host loses the API; add under `cluster:` `control_plane_endpoint: 192.168.1.2` (a free address in the control planes' subnet; director-boot holds it as a virtual IP) or `control_plane_endpoint: api.example.com` (the DNS name of a load balancer you run in front of every control plane's port 6443)"
+    ]
+);
+
+bad!(
+    two_control_planes_without_an_endpoint_and_one_etcd,
+    r"
+hosts:
+  - {name: n1, address: 10.0.0.5, roles: [etcd, control-plane]}
+  - {name: n2, address: 10.0.0.6, roles: [control-plane, worker]}
+cluster: {name: c1}
+",
+    [
+        "inv.yaml:4:1: cluster.control_plane_endpoint: missing: 2 hosts have the control-plane role, but without a shared endpoint every node and kubeconfig reaches only the first, and losing that host loses the API; add under `cluster:` `control_plane_endpoint: 10.0.0.10` (a free address in the control planes' subnet; director-boot holds it as a virtual IP) or `control_plane_endpoint: api.example.com` (the DNS name of a load balancer you run in front of every control plane's port 6443)"
+    ]
+);
+
+/// Three control planes and three etcd members, with `endpoint` as `control_plane_endpoint`.
+fn ha(endpoint: &str) -> String {
+    format!(
+        "cluster:\n  name: c1\n  control_plane_endpoint: {endpoint}\nhosts:\n  - {{name: n1, address: 192.168.56.11, roles: [etcd, control-plane]}}\n  - {{name: n2, address: 192.168.56.12, roles: [etcd, control-plane]}}\n  - {{name: n3, address: 192.168.56.13, roles: [etcd, control-plane, worker]}}\n"
+    )
+}
+
+fn endpoint_of(text: &str) -> ControlPlaneEndpoint {
+    good(text)
+        .control_plane_endpoint
+        .expect("an endpoint was written")
+}
+
+#[test]
+fn endpoint_short_forms() {
+    let ip = |s: &str| EndpointHost::Ip(s.parse().unwrap());
+    let dns = |s: &str| EndpointHost::Dns(s.into());
+    let cases = [
+        ("192.168.56.10", ip("192.168.56.10"), 6443, true),
+        ("192.168.56.10:7443", ip("192.168.56.10"), 7443, true),
+        ("api.example.com", dns("api.example.com"), 6443, false),
+        ("api.example.com:8443", dns("api.example.com"), 8443, false),
+        ("lb-1", dns("lb-1"), 6443, false),
+        ("'10.0.0.1'", ip("10.0.0.1"), 6443, true),
+    ];
+    for (written, host, port, managed_vip) in cases {
+        assert_eq!(
+            endpoint_of(&ha(written)),
+            ControlPlaneEndpoint {
+                host,
+                port,
+                managed_vip
+            },
+            "{written}"
+        );
+    }
+}
+
+#[test]
+fn endpoint_long_form_and_vip_modes() {
+    let ep = endpoint_of(&ha("{address: 192.168.56.10, port: 443, vip: false}"));
+    assert_eq!(
+        (ep.host_port(), ep.managed_vip, ep.vip()),
+        ("192.168.56.10:443".into(), false, None)
+    );
+    let ep = endpoint_of(&ha("{address: 192.168.56.10, vip: true}"));
+    assert_eq!(ep.vip(), Some("192.168.56.10".parse().unwrap()));
+    assert_eq!(ep.url(), "https://192.168.56.10:6443");
+    let ep = endpoint_of(&ha("{address: api.example.com, vip: auto}"));
+    assert_eq!(
+        (ep.url(), ep.managed_vip),
+        ("https://api.example.com:6443".into(), false)
+    );
+    // An external load balancer may sit on any address, even a host's (it is not held by us).
+    let ep = endpoint_of(&ha("{address: 192.168.56.11, vip: false}"));
+    assert_eq!(ep.host.to_string(), "192.168.56.11");
+}
+
+#[test]
+fn endpoint_ipv6_in_brackets_for_urls_only() {
+    let text = r"
+cluster:
+  name: v6
+  control_plane_endpoint: '[fd00::10]:6443'
+network: {pod_cidr: 'fd00:10:244::/56', service_cidr: 'fd00:10:96::/112', node_prefix: 64}
+hosts:
+  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane, worker]}
+";
+    let ep = endpoint_of(text);
+    assert_eq!(ep.host, EndpointHost::Ip("fd00::10".parse().unwrap()));
+    assert_eq!(ep.host.to_string(), "fd00::10");
+    assert_eq!(ep.host_port(), "[fd00::10]:6443");
+    assert_eq!(ep.url(), "https://[fd00::10]:6443");
+    assert!(ep.managed_vip);
+    // A bare IPv6 address takes the default port.
+    let bare = text.replace("'[fd00::10]:6443'", "'fd00::10'");
+    assert_eq!(endpoint_of(&bare).host_port(), "[fd00::10]:6443");
+}
+
+#[test]
+fn one_control_plane_may_have_an_endpoint() {
+    let inv = good(
+        r"
+cluster: {name: c1, control_plane_endpoint: api.example.com}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+",
     );
     assert_eq!(
-        inv.warnings,
+        inv.control_plane_endpoint.map(|e| e.host_port()),
+        Some("api.example.com:6443".into())
+    );
+}
+
+#[test]
+fn endpoint_problems() {
+    let cases = [
+        (
+            "192.168.56.12",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: 192.168.56.12 is already hosts[1]'s address: a virtual IP must be an address no machine owns; pick a free one in the control planes' subnet",
+        ),
+        (
+            "{address: api.example.com, vip: true}",
+            "inv.yaml:3:59: cluster.control_plane_endpoint.vip: `true` needs an IP address, but the endpoint is the DNS name `api.example.com`: a virtual IP is an address director-boot holds on the control planes, a name is a load balancer or DNS record you run; give a free IP address as address, or use `vip: auto` for the name",
+        ),
+        (
+            "api_server.example.com",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: `api_server.example.com` is neither an IP address nor a DNS name: the label `api_server` may hold only letters, digits and '-'",
+        ),
+        (
+            "192.168.56",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: `192.168.56` is neither an IP address nor a DNS name: its last label is all digits, like a mistyped IP address",
+        ),
+        (
+            "{address: -lb.example.com.}",
+            "inv.yaml:3:37: cluster.control_plane_endpoint.address: `-lb.example.com.` is neither an IP address nor a DNS name: write it without the trailing '.'",
+        ),
+        (
+            "api.example.com:0",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: expected a port number in 1..=65535 after the ':', found `0`",
+        ),
+        (
+            "api.example.com:https",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: expected a port number in 1..=65535 after the ':', found `https`",
+        ),
+        (
+            "https://api.example.com:6443",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: `https://api.example.com:6443` is a URL: give the host and port only, like api.example.com:6443",
+        ),
+        (
+            // Unquoted, `[fd00::10]` is a YAML list (and `[fd00::10]:6443` not even YAML).
+            "[fd00::10]",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: expected an IP address or DNS name with an optional port, like 192.168.56.10, api.example.com:8443 or '[fd00::10]:6443' or a mapping with address, port, vip, found a list: quote an IPv6 address in brackets",
+        ),
+        (
+            "'[api.example.com]:6443'",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: `[api.example.com]:6443` has brackets around something that is not an IPv6 address: brackets are only for IPv6, like '[fd00::10]:6443'",
+        ),
+        (
+            "127.0.0.1",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: `127.0.0.1` cannot be the control-plane endpoint: give an address every host and user can reach",
+        ),
+        (
+            "10.96.0.10",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: 10.96.0.10 is inside network.service_cidr 10.96.0.0/12: the endpoint must be outside the pod and service ranges; change the address or network.service_cidr",
+        ),
+        (
+            "'fd00::10'",
+            "inv.yaml:3:27: cluster.control_plane_endpoint: fd00::10 is IPv6 but network.service_cidr 10.96.0.0/12 is IPv4: a virtual IP must share the hosts' family",
+        ),
+        (
+            "{host: 192.168.56.10, vip: maybe}",
+            "inv.yaml:3:28: cluster.control_plane_endpoint.host: unknown field; valid fields here: address, port, vip",
+        ),
+    ];
+    for (written, expected) in cases {
+        let got = problems(&ha(written));
+        assert_eq!(
+            got.first().map(String::as_str),
+            Some(expected),
+            "{written}: {got:#?}"
+        );
+    }
+    // The long form reports every field's problem.
+    assert_eq!(
+        problems(&ha("{host: 192.168.56.10, vip: maybe}"))[1..],
         [
-            "inv.yaml:3:3: hosts: 2 etcd hosts survive no more failures than 1: an odd count (1, 3, 5) is better"
+            "inv.yaml:3:28: cluster.control_plane_endpoint.address: missing: give the endpoint's IP address or DNS name, like 192.168.56.10 or api.example.com",
+            "inv.yaml:3:54: cluster.control_plane_endpoint.vip: expected `auto`, `true` or `false`, found `maybe`",
         ]
     );
 }
@@ -1117,7 +1338,7 @@ hosts:
 fn anchors_and_aliases_are_understood() {
     let inv = good(
         r"
-cluster: {name: c1}
+cluster: {name: c1, control_plane_endpoint: 192.168.1.10}
 hosts:
   - {name: n1, address: 192.168.1.1, roles: &all [etcd, control-plane, worker]}
   - {name: n2, address: 192.168.1.2, roles: *all}
@@ -1140,6 +1361,13 @@ fn sample_inventory_loads() {
     let names: Vec<_> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["node1", "node2", "node3"]);
     assert_eq!(inv.hosts_with(Role::Etcd).count(), 3);
+    let ep = inv
+        .control_plane_endpoint
+        .expect("the sample has an endpoint");
+    assert_eq!(
+        (ep.url(), ep.managed_vip),
+        ("https://192.168.56.10:6443".into(), true)
+    );
     let node3 = &inv.hosts[2];
     assert_eq!((node3.ssh.user.as_str(), node3.sudo), ("ubuntu", true));
     assert!(inv.hosts.iter().all(|h| h.ssh.identity_file.is_none()));

@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use super::local_files::{base_dir, check_key, check_writable_file, expand};
-use super::problems::{Problems, join, make};
+use super::problems::{Problems, join};
 use super::raw::*;
 use super::tree::{Mark, shorten};
-use super::{Host, Inventory, Network, Overlay, Role, SshEndpoint, SshSettings};
+use super::{
+    ControlPlaneEndpoint, EndpointHost, Host, Inventory, Network, Overlay, Role, SshEndpoint,
+    SshSettings,
+};
 
 pub const DEFAULT_USER: &str = "root";
 pub const DEFAULT_SSH_PORT: u16 = 22;
@@ -57,7 +60,7 @@ fn or_default<T: Clone>(s: &Option<Spanned<T>>, default: T) -> (T, Option<Mark>)
 /// Check everything and build the inventory; `None` if any problem was added.
 pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> Option<Inventory> {
     let before = p.list.len();
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
 
     if let Some(name) = &raw.cluster_name
         && let Err(why) = dns_label(&name.value)
@@ -83,8 +86,13 @@ pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> 
 
     if let Some(list) = &raw.hosts {
         let default_port = or_default(&raw.defaults.port, DEFAULT_SSH_PORT).0;
-        check_host_list(list, &network, &ssh, default_port, &mut warnings, file, p);
+        check_host_list(list, &network, &ssh, default_port, p);
+        check_control_planes(raw, &list.value, p);
     }
+    let control_plane_endpoint = raw
+        .control_plane_endpoint
+        .as_ref()
+        .and_then(|ep| check_endpoint(ep, hosts, &network, &ssh, p));
     let hosts: Vec<Host> = hosts
         .iter()
         .filter_map(|h| host(h, &raw.defaults, &default_key, dirs, p))
@@ -96,6 +104,7 @@ pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> 
     Some(Inventory {
         path: file.to_path_buf(),
         cluster_name: raw.cluster_name.as_ref()?.value.clone(),
+        control_plane_endpoint,
         ssh,
         network,
         hosts,
@@ -370,8 +379,6 @@ fn check_host_list(
     net: &Network,
     ssh: &SshSettings,
     default_port: u16,
-    warnings: &mut Vec<String>,
-    file: &Path,
     p: &mut Problems,
 ) {
     let hosts = &list.value;
@@ -453,22 +460,12 @@ fn check_host_list(
         }
     }
 
-    let count = |role: Role| {
-        hosts
-            .iter()
-            .filter(|h| {
-                h.roles
-                    .as_ref()
-                    .is_some_and(|r| r.value.iter().any(|s| s.value == role))
-            })
-            .count()
-    };
     // Hosts whose roles could not be read would make the counts misleading.
     if hosts.iter().any(|h| h.roles.is_none()) {
         return;
     }
     for role in [Role::ControlPlane, Role::Etcd] {
-        if count(role) == 0 {
+        if count(hosts, role) == 0 {
             p.add(
                 Some(list.mark),
                 "hosts",
@@ -476,21 +473,255 @@ fn check_host_list(
             );
         }
     }
-    let etcd = count(Role::Etcd);
-    if etcd > 0 && etcd % 2 == 0 {
-        warnings.push(
-            make(
-                file,
-                Some(list.mark),
-                "hosts".into(),
-                format!(
-                    "{etcd} etcd hosts survive no more failures than {}: an odd count (1, 3, 5) is better",
-                    etcd - 1
-                ),
-            )
-            .to_string(),
+}
+
+/// How many hosts have `role`.
+fn count(hosts: &[RawHost], role: Role) -> usize {
+    hosts
+        .iter()
+        .filter(|h| {
+            h.roles
+                .as_ref()
+                .is_some_and(|r| r.value.iter().any(|s| s.value == role))
+        })
+        .count()
+}
+
+/// What high availability asks of the role counts: an odd etcd quorum, and a shared endpoint
+/// once there is more than one control plane.
+fn check_control_planes(raw: &RawInventory, hosts: &[RawHost], p: &mut Problems) {
+    if hosts.is_empty() || hosts.iter().any(|h| h.roles.is_none()) {
+        return;
+    }
+    let list_mark = raw.hosts.as_ref().map(|l| l.mark);
+    let etcd = count(hosts, Role::Etcd);
+    if etcd > 1 && etcd.is_multiple_of(2) {
+        p.add(list_mark, "hosts", even_etcd_message(etcd));
+    }
+    let control_planes: Vec<IpAddr> = hosts
+        .iter()
+        .filter(|h| {
+            h.roles
+                .as_ref()
+                .is_some_and(|r| r.value.iter().any(|s| s.value == Role::ControlPlane))
+        })
+        .filter_map(|h| h.address.as_ref().map(|a| a.value))
+        .collect();
+    let n = count(hosts, Role::ControlPlane);
+    if n > 1 && !raw.endpoint_written {
+        let taken: Vec<IpAddr> = hosts
+            .iter()
+            .filter_map(|h| h.address.as_ref().map(|a| a.value))
+            .collect();
+        let example = control_planes
+            .first()
+            .and_then(|cp| free_neighbour(*cp, &taken))
+            .map_or_else(|| "192.168.56.10".to_string(), |ip| ip.to_string());
+        p.add(
+            Some(raw.cluster_mark.unwrap_or(raw.mark)),
+            "cluster.control_plane_endpoint",
+            format!(
+                "missing: {n} hosts have the control-plane role, but without a shared endpoint every node and kubeconfig reaches only the first, and losing that host loses the API; add under `cluster:` `control_plane_endpoint: {example}` (a free address in the control planes' subnet; director-boot holds it as a virtual IP) or `control_plane_endpoint: api.example.com` (the DNS name of a load balancer you run in front of every control plane's port 6443)"
+            ),
         );
     }
+}
+
+/// Why an even etcd member count buys nothing over one member fewer.
+pub fn even_etcd_message(n: usize) -> String {
+    let quorum = n / 2 + 1;
+    let tolerated = match (n - 1) / 2 {
+        0 => "no failure".to_string(),
+        1 => "1 failure".to_string(),
+        f => format!("{f} failures"),
+    };
+    let fewer = match n - 1 {
+        1 => "1 member does".to_string(),
+        m => format!("{m} members do"),
+    };
+    format!(
+        "{n} etcd members need {quorum} for quorum and so tolerate {tolerated}, like {fewer}: use {} or {} (remove `etcd` from one host's roles or add it to one more host)",
+        n - 1,
+        n + 1
+    )
+}
+
+/// An address next to `near` (same /24 or /120: last byte 10, else the lowest from 2) that no
+/// host has: only an example for a message, the user must check it is really free.
+fn free_neighbour(near: IpAddr, taken: &[IpAddr]) -> Option<IpAddr> {
+    let with_last = |last: u8| -> IpAddr {
+        match near {
+            IpAddr::V4(v4) => {
+                let mut o = v4.octets();
+                o[3] = last;
+                IpAddr::from(o)
+            }
+            IpAddr::V6(v6) => {
+                let mut o = v6.octets();
+                o[15] = last;
+                IpAddr::from(o)
+            }
+        }
+    };
+    std::iter::once(10)
+        .chain(2..=254)
+        .map(with_last)
+        .find(|ip| !taken.contains(ip))
+}
+
+/// The endpoint as written, checked against the hosts and the cluster's ranges.
+fn check_endpoint(
+    ep: &RawEndpoint,
+    hosts: &[RawHost],
+    net: &Network,
+    ssh: &SshSettings,
+    p: &mut Problems,
+) -> Option<ControlPlaneEndpoint> {
+    let before = p.list.len();
+    let vip = ep.vip.as_ref().map_or(Vip::Auto, |v| v.value);
+    let (field, mark) = (ep.host_field.as_str(), ep.host.mark);
+    let (host, managed_vip) = match &ep.host.value {
+        RawEndpointHost::Ip(ip) => {
+            let managed = vip != Vip::No;
+            for (name, cidr) in [
+                ("pod_cidr", net.pod_cidr),
+                ("service_cidr", net.service_cidr),
+            ] {
+                if cidr.contains(ip) {
+                    p.add(
+                        Some(mark),
+                        field,
+                        format!(
+                            "{ip} is inside network.{name} {cidr}: the endpoint must be outside the pod and service ranges; change the address or network.{name}"
+                        ),
+                    );
+                }
+            }
+            if managed {
+                check_vip(*ip, hosts, net, ssh, mark, field, p);
+            }
+            (EndpointHost::Ip(*ip), managed)
+        }
+        RawEndpointHost::Dns(name) => {
+            if let Err(why) = dns_name(name) {
+                p.add(
+                    Some(mark),
+                    field,
+                    format!(
+                        "`{}` is neither an IP address nor a DNS name: {why}",
+                        shorten(name)
+                    ),
+                );
+            }
+            if let Some(v) = ep.vip.as_ref().filter(|v| v.value == Vip::Yes) {
+                p.add(
+                    Some(v.mark),
+                    "cluster.control_plane_endpoint.vip",
+                    format!(
+                        "`true` needs an IP address, but the endpoint is the DNS name `{}`: a virtual IP is an address director-boot holds on the control planes, a name is a load balancer or DNS record you run; give a free IP address as address, or use `vip: auto` for the name",
+                        shorten(name)
+                    ),
+                );
+            }
+            (EndpointHost::Dns(name.clone()), false)
+        }
+    };
+    (p.list.len() == before).then(|| ControlPlaneEndpoint {
+        host,
+        port: or_default(&ep.port, ControlPlaneEndpoint::DEFAULT_PORT).0,
+        managed_vip,
+    })
+}
+
+/// A virtual IP director-boot would hold must be free and in the hosts' family.
+fn check_vip(
+    ip: IpAddr,
+    hosts: &[RawHost],
+    net: &Network,
+    ssh: &SshSettings,
+    mark: Mark,
+    field: &str,
+    p: &mut Problems,
+) {
+    let service_v4 = matches!(net.service_cidr, IpNet::V4(_));
+    if ip.is_ipv4() != service_v4 {
+        let (family, other) = if service_v4 {
+            ("IPv6", "IPv4")
+        } else {
+            ("IPv4", "IPv6")
+        };
+        p.add(
+            Some(mark),
+            field,
+            format!(
+                "{ip} is {family} but network.service_cidr {} is {other}: a virtual IP must share the hosts' family",
+                net.service_cidr
+            ),
+        );
+    }
+    let owner = hosts
+        .iter()
+        .find(|h| h.address.as_ref().is_some_and(|a| a.value == ip))
+        .map(|h| format!("hosts[{}]", h.index))
+        .or_else(|| {
+            ssh.bastion
+                .as_ref()
+                .filter(|b| b.address == ip)
+                .map(|_| "ssh.bastion".to_string())
+        });
+    if let Some(owner) = owner {
+        p.add(
+            Some(mark),
+            field,
+            format!(
+                "{ip} is already {owner}'s address: a virtual IP must be an address no machine owns; pick a free one in the control planes' subnet"
+            ),
+        );
+    }
+}
+
+/// A DNS name as a host name (RFC 1123): dot-separated labels of letters, digits and '-'.
+pub fn dns_name(name: &str) -> Result<(), String> {
+    if name.len() > 253 {
+        return Err("it is longer than 253 characters".into());
+    }
+    if name.ends_with('.') {
+        return Err("write it without the trailing '.'".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("it has an empty label (two dots in a row, or a leading dot)".into());
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "the label `{}` is longer than 63 characters",
+                shorten(label)
+            ));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "the label `{}` may hold only letters, digits and '-'",
+                shorten(label)
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "the label `{label}` must start and end with a letter or digit"
+            ));
+        }
+    }
+    // A numeric last label makes it look like a (mistyped) address, which resolvers refuse.
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("its last label is all digits, like a mistyped IP address".into());
+    }
+    Ok(())
 }
 
 /// One host with `defaults` under its own settings; `None` if a required field is missing.

@@ -828,6 +828,7 @@ fn spec_from_inventory() {
     let inv = Inventory {
         path: "inv.yaml".into(),
         cluster_name: "bigdata".into(),
+        control_plane_endpoint: None,
         ssh: SshSettings {
             known_hosts: None,
             bastion: None,
