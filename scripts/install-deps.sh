@@ -9,6 +9,7 @@ packages=(
   busybox-static hyperfine python3-venv vagrant
   umoci jq binutils  # scripts/build-app-images.sh (OCI images, metadata, strip/ldd)
   chromium           # the netcheck HTML report, rendered headless in the overlay lab test
+  haproxy keepalived # the HA roles' rendered configs are checked with the real tools (never run here)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -20,7 +21,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The host's own containerd and etcd must not run: tests start their own by PID.
-for unit in containerd etcd; do
+for unit in containerd etcd haproxy keepalived; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
     systemctl stop "$unit" || true
   fi

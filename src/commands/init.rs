@@ -18,7 +18,7 @@ use crate::engine::preflight::{self, Verdict};
 use crate::engine::render::{self, Renderer};
 use crate::engine::role::RoleDef;
 use crate::engine::runner::Runner;
-use crate::engine::{addons, images, plan, subnets};
+use crate::engine::{addons, endpoint, images, plan, subnets};
 use crate::inventory::{Inventory, Role};
 use crate::node::Node;
 use crate::paths::{Paths, ensure_private_dir};
@@ -27,6 +27,7 @@ use crate::pki;
 /// Component phases in the order they run; every role file names one of these.
 pub const PHASES: &[&str] = &[
     "node-prep",
+    "apiserver-lb",
     "etcd",
     "control-plane",
     "runtime",
@@ -106,6 +107,13 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let skip = a.skip_preflight.clone();
+    // An external endpoint is checked once, from here; a VIP on each control plane.
+    let external = match &inv.control_plane_endpoint {
+        Some(e) if e.vip().is_none() => Some(endpoint::external_check(e).await),
+        _ => None,
+    };
+    let vip = inv.control_plane_endpoint.as_ref().and_then(|e| e.vip());
+    let external_ref = &external;
     let cross_ref = &cross;
     let peers_ref = &peers;
     let warnings = std::sync::Mutex::new(Vec::<String>::new());
@@ -120,6 +128,12 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
                 checks.extend(cross_ref.get(n.name()).cloned().unwrap_or_default());
+                if n.host.has_role(Role::ControlPlane) {
+                    checks.extend(external_ref.clone());
+                    if let Some(vip) = vip {
+                        checks.extend(endpoint::vip_checks(n, vip).await);
+                    }
+                }
                 preflight::skip(&mut checks, &skip);
                 let failed: Vec<String> = checks
                     .iter()
@@ -234,7 +248,8 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
             };
             let mine: Vec<&RoleDef> = all.iter().copied().filter(|r| r.phase == *phase).collect();
             let runtime = *phase == "runtime" && a.only_phases.is_none();
-            if !mine.is_empty() || (runtime && n.host.has_role(Role::Worker)) {
+            let runs_pods = n.host.has_role(Role::Worker) || n.host.has_role(Role::ControlPlane);
+            if !mine.is_empty() || (runtime && runs_pods) {
                 concerned.push(n);
                 plan_for.insert(n.name().to_string(), mine);
             }
@@ -293,12 +308,9 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     }
 
     // the admin kubeconfig
-    if !a.dry_run
-        && let Some(first) = inv.hosts_with(Role::ControlPlane).next()
-    {
-        let server = format!("https://{}", socket(first.ssh.address, 6443));
-        let yaml =
-            pki::kubeconfig_from_dir(&pki_dir, "admin", &inv.cluster_name, &server, "admin")?;
+    if !a.dry_run && inv.hosts_with(Role::ControlPlane).next().is_some() {
+        let server = &cluster.api_endpoint;
+        let yaml = pki::kubeconfig_from_dir(&pki_dir, "admin", &inv.cluster_name, server, "admin")?;
         let path = cluster_dir.join("admin.conf");
         write_private(&path, yaml.as_bytes())?;
         runner.say(&format!("admin kubeconfig: {}", path.display()));
@@ -307,10 +319,6 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(runner.finish(a.command, &hosts))
-}
-
-fn socket(addr: std::net::IpAddr, port: u16) -> String {
-    std::net::SocketAddr::new(addr, port).to_string()
 }
 
 /// Every role's phase must be one the engine runs.
@@ -377,7 +385,7 @@ fn ensure_pki(
             .collect(),
         service_cidr: inv.network.service_cidr,
         cluster_domain: "cluster.local".into(),
-        apiserver_extra_sans: Vec::new(),
+        apiserver_extra_sans: pki::endpoint_sans(inv),
     };
     let real = cluster_dir.join("pki");
     let (dir, tmp) = if dry_run {

@@ -63,12 +63,14 @@ pub enum ApplyError {
     },
 }
 
-/// The on-node path of a kubeconfig's API server.
+/// The on-node URL of a kubeconfig's API server: `local` is this host's own API server,
+/// `internal` the cluster's API for a control-plane component (the node-local load balancer
+/// in an HA cluster, else this host's own), `cluster` the cluster's API for a node.
 fn server_url(kind: &str, cluster: &ClusterContext) -> String {
-    if kind == "local" {
-        "https://127.0.0.1:6443".to_string()
-    } else {
-        cluster.api_server.clone()
+    match kind {
+        "local" => "https://127.0.0.1:6443".to_string(),
+        "internal" if cluster.api_lb.is_none() => "https://127.0.0.1:6443".to_string(),
+        _ => cluster.api_server.clone(),
     }
 }
 

@@ -23,10 +23,30 @@ pub const POD_BRIDGE: &str = "dbbr0";
 /// excluded): netcheck's namespace uses the last one, the rest are kept for later use.
 pub const RESERVED_AT_END: u32 = 5;
 
+/// Port of the node-local API load balancer (k3s's choice): 6443 is the API server's own on
+/// control planes.
+pub const API_LB_PORT: u16 = 6444;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Member {
     pub name: String,
     pub address: IpAddr,
+    /// `address:6443`, IPv6 in brackets: the member's API server for load balancers.
+    pub endpoint: String,
+}
+
+/// The node-local API load balancer every node's components use (HA clusters).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiLb {
+    pub port: u16,
+}
+
+/// The control-plane endpoint as a virtual IP held by one control plane (keepalived).
+#[derive(Debug, Clone, Serialize)]
+pub struct Vip {
+    pub address: IpAddr,
+    /// VRRP virtual router id, from the cluster name: two clusters on one segment differ.
+    pub router_id: u8,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,8 +71,16 @@ pub struct ClusterContext {
     pub api_service_ip: IpAddr,
     /// Tenth service IP: cluster DNS.
     pub dns_ip: IpAddr,
-    /// URL nodes use to reach the API (the first control-plane host).
+    /// URL the nodes' components use to reach the API: the node-local load balancer when the
+    /// cluster has a control-plane endpoint, else the only control-plane host.
     pub api_server: String,
+    /// URL users and tools use (admin kubeconfig): the control-plane endpoint, else the only
+    /// control-plane host.
+    pub api_endpoint: String,
+    /// Set when the cluster has a control-plane endpoint.
+    pub api_lb: Option<ApiLb>,
+    /// Set when the endpoint is an address director-boot holds as a virtual IP.
+    pub vip: Option<Vip>,
     pub control_plane: Vec<Member>,
     pub etcd: Vec<Member>,
     /// `name=https://addr:2380,...` for etcd's --initial-cluster.
@@ -129,8 +157,15 @@ fn members(inv: &Inventory, role: Role) -> Vec<Member> {
         .map(|h| Member {
             name: h.name.clone(),
             address: h.ssh.address,
+            endpoint: format!("{}:6443", url_host(h.ssh.address)),
         })
         .collect()
+}
+
+/// A VRRP virtual router id (1..=255) that differs between clusters on one segment.
+pub fn vrrp_router_id(cluster: &str) -> u8 {
+    let digest = Sha256::digest(format!("vrrp/{cluster}").as_bytes());
+    (digest[0] % 255) + 1
 }
 
 fn url_host(addr: IpAddr) -> String {
@@ -151,10 +186,21 @@ pub fn cluster(
     let svc = inv.network.service_cidr;
     let api_service_ip = nth(svc, 1).ok_or(ContextError::ServiceCidr(svc))?;
     let dns_ip = nth(svc, 10).ok_or(ContextError::ServiceCidr(svc))?;
-    let api_server = control_plane
+    let first_control_plane = control_plane
         .first()
-        .map(|m| format!("https://{}:6443", url_host(m.address)))
+        .map(|m| format!("https://{}", m.endpoint))
         .unwrap_or_default();
+    let endpoint = inv.control_plane_endpoint.as_ref();
+    let api_lb = endpoint.map(|_| ApiLb { port: API_LB_PORT });
+    let api_server = match &api_lb {
+        Some(lb) => format!("https://127.0.0.1:{}", lb.port),
+        None => first_control_plane.clone(),
+    };
+    let api_endpoint = endpoint.map_or(first_control_plane, |e| e.url());
+    let vip = endpoint.and_then(|e| e.vip()).map(|address| Vip {
+        address,
+        router_id: vrrp_router_id(&inv.cluster_name),
+    });
     let mut nodes = Vec::new();
     for h in &inv.hosts {
         let subnet = *subnets.get(&h.name).ok_or_else(|| ContextError::NoSubnet {
@@ -178,6 +224,9 @@ pub fn cluster(
         api_service_ip,
         dns_ip,
         api_server,
+        api_endpoint,
+        api_lb,
+        vip,
         etcd_initial_cluster: etcd
             .iter()
             .map(|m| format!("{}=https://{}:2380", m.name, url_host(m.address)))

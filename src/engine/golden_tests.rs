@@ -59,6 +59,7 @@ fn member(i: usize) -> Member {
     Member {
         name: NODES[i].0.into(),
         address: ip(NODES[i].1),
+        endpoint: format!("{}:6443", NODES[i].1),
     }
 }
 
@@ -84,6 +85,9 @@ fn fixture_cluster() -> ClusterContext {
         api_service_ip: ip("10.96.0.1"),
         dns_ip: ip("10.96.0.10"),
         api_server: "https://192.168.56.11:6443".into(),
+        api_endpoint: "https://192.168.56.11:6443".into(),
+        api_lb: None,
+        vip: None,
         control_plane: vec![member(0)],
         etcd: vec![member(0)],
         etcd_initial_cluster: "node1=https://192.168.56.11:2380".into(),
@@ -739,4 +743,120 @@ echo "== after down"; ip link show dbvx0 2>&1 || true; iptables -w -t nat -S; ip
     let after = section("after down");
     assert!(!after.contains("DIRECTOR-BOOT"), "{after}");
     assert!(after.contains("does not exist"), "{after}");
+}
+
+/// The HA variant of the fixture: three control planes behind a VIP. Renders the load balancer
+/// and VRRP roles for a control plane that is not a worker, and checks them with the real tools
+/// where this machine has them.
+#[test]
+fn ha_fixture_renders_load_balancer_vip_and_taint() {
+    use crate::engine::context::{API_LB_PORT, ApiLb, Vip};
+    let r = Renderer::new().unwrap();
+    let all = roles().unwrap();
+    let mut cluster = fixture_cluster();
+    cluster.control_plane = (0..3).map(member).collect();
+    cluster.api_lb = Some(ApiLb { port: API_LB_PORT });
+    cluster.api_server = format!("https://127.0.0.1:{API_LB_PORT}");
+    cluster.api_endpoint = "https://192.168.56.10:6443".into();
+    cluster.vip = Some(Vip {
+        address: ip("192.168.56.10"),
+        router_id: 51,
+    });
+    let mut node = fixture_node(&cluster, 1, "rhel");
+    node.roles = vec!["etcd".into(), "control-plane".into()];
+    let ctx = tera_context(&cluster, &node);
+    let host_roles: BTreeSet<Role> = [Role::Etcd, Role::ControlPlane].into();
+    let mut files = BTreeMap::new();
+    let mut applied = Vec::new();
+    for role in &all {
+        if role.applies_to(&host_roles) && applies(&r, role, &ctx).unwrap() {
+            applied.push(role.name.clone());
+            for f in render_files(&r, role, &ctx, &node).unwrap() {
+                files.insert(f.dest, String::from_utf8(f.content).unwrap());
+            }
+        }
+    }
+    for want in ["apiserver-lb", "apiserver-vip", "kubelet", "kube-proxy"] {
+        assert!(
+            applied.iter().any(|a| a == want),
+            "{want} not in {applied:?}"
+        );
+    }
+    let lb = &files["/etc/director-boot/apiserver-lb.cfg"];
+    assert!(lb.contains("bind 127.0.0.1:6444"), "{lb}");
+    for addr in ["192.168.56.11", "192.168.56.12", "192.168.56.13"] {
+        assert!(lb.contains(&format!("{addr}:6443 check")), "{lb}");
+    }
+    let vrrp = &files["/etc/director-boot/keepalived.conf"];
+    assert!(vrrp.contains("unicast_src_ip 192.168.56.12"), "{vrrp}");
+    assert!(vrrp.contains("192.168.56.11") && vrrp.contains("192.168.56.13"));
+    assert_eq!(
+        vrrp.matches("192.168.56.12").count(),
+        1,
+        "not its own peer: {vrrp}"
+    );
+    assert!(vrrp.contains("192.168.56.10/32 dev enp1s0"), "{vrrp}");
+    assert!(vrrp.contains("virtual_router_id 51"), "{vrrp}");
+    let kubelet = &files["/var/lib/kubelet/config.yaml"];
+    assert!(
+        kubelet.contains("node-role.kubernetes.io/control-plane"),
+        "{kubelet}"
+    );
+    let fw = &files["/etc/firewalld/services/director-boot.xml"];
+    assert!(fw.contains("<protocol value=\"vrrp\"/>"), "{fw}");
+
+    // the real tools accept the files
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    if have_binary("/usr/sbin/haproxy") {
+        let p = write("lb.cfg", lb);
+        let out = Command::new("/usr/sbin/haproxy")
+            .arg("-c")
+            .arg("-f")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "haproxy -c: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if have_binary("/usr/sbin/keepalived") {
+        // keepalived insists the interface exists here (and is not loopback).
+        let Some(iface) = std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n != "lo")
+        else {
+            return;
+        };
+        // The check script is written beside the config on the node; here, one that exists.
+        let text = vrrp
+            .replace("enp1s0", &iface)
+            .replace("/etc/director-boot/check-apiserver.sh", "/bin/true");
+        let p = write("keepalived.conf", &text);
+        let out = Command::new("/usr/sbin/keepalived")
+            .arg("--config-test")
+            .arg("-f")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "keepalived --config-test: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn have_binary(path: &str) -> bool {
+    Path::new(path).exists()
 }

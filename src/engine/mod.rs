@@ -6,6 +6,7 @@ pub mod addons;
 pub mod apply;
 pub mod artifacts;
 pub mod context;
+pub mod endpoint;
 #[cfg(test)]
 mod golden_tests;
 pub mod image_archive;

@@ -39,6 +39,7 @@ pub const CHECKS: &[&str] = &[
     "unique-hostname",
     "unique-machine-id",
     "reachability",
+    super::endpoint::CHECK,
 ];
 
 const REQUIRED_COMMANDS: &[&str] = &[

@@ -97,8 +97,9 @@ pub struct PkiFile {
 pub struct KubeconfigFile {
     /// Client certificate base name in the PKI dir (`admin`, `scheduler`, `kubelet-{{ node.name }}`).
     pub cert: String,
-    /// Which API server address: `local` (https://127.0.0.1:6443, for control-plane components)
-    /// or `cluster` (the first control-plane host).
+    /// Which API server address: `local` (this host's own API server, https://127.0.0.1:6443),
+    /// `internal` (control-plane components: the node-local load balancer in an HA cluster,
+    /// else `local`) or `cluster` (nodes: the load balancer, else the only control plane).
     #[serde(default = "default_server")]
     pub server: String,
     pub dest: String,

@@ -66,7 +66,9 @@ pub use kubeconfig::{
     ClusterEntry, ContextEntry, Kubeconfig, NamedCluster, NamedContext, NamedUser, UserEntry,
     kubeconfig, kubeconfig_from_dir,
 };
-pub use spec::{APISERVER_KUBELET_CLIENT_GROUP, Member, PkiSpec, first_service_ip, layout};
+pub use spec::{
+    APISERVER_KUBELET_CLIENT_GROUP, Member, PkiSpec, endpoint_sans, first_service_ip, layout,
+};
 
 use error::Result;
 use fsio::{CERT_MODE, KEY_MODE, ensure_private_dir, exists, read_opt, tighten_key, write_atomic};

@@ -168,6 +168,15 @@ fn valid_dns_name(s: &str) -> bool {
 }
 
 /// The first usable address of the service CIDR (the `kubernetes` service IP).
+/// The API server certificate's extra names for an inventory: the control-plane endpoint's
+/// host (address or DNS name), so clients can verify the server behind a VIP or a load balancer.
+pub fn endpoint_sans(inv: &Inventory) -> Vec<String> {
+    inv.control_plane_endpoint
+        .iter()
+        .map(|e| e.host.to_string())
+        .collect()
+}
+
 pub fn first_service_ip(cidr: &IpNet) -> Result<IpAddr> {
     let net = cidr.trunc();
     let ip = match net {
@@ -266,7 +275,7 @@ impl PkiSpec {
             nodes: members(&|h| h.has_role(Role::ControlPlane) || h.has_role(Role::Worker)),
             service_cidr: inv.network.service_cidr,
             cluster_domain: "cluster.local".into(),
-            apiserver_extra_sans: Vec::new(),
+            apiserver_extra_sans: endpoint_sans(inv),
         }
     }
 

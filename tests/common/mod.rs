@@ -27,8 +27,15 @@ pub struct Lab {
 
 impl Lab {
     pub fn up(nodes: u32) -> Lab {
+        Lab::up_with(&["--nodes", &nodes.to_string()])
+    }
+
+    /// `lab up` with these arguments (`--nodes 5 --control-planes 3`).
+    pub fn up_with(args: &[&str]) -> Lab {
         let state = tempfile::tempdir().expect("temp state dir");
-        let out = db(state.path(), &["lab", "up", "--nodes", &nodes.to_string()]);
+        let mut all = vec!["lab", "up"];
+        all.extend_from_slice(args);
+        let out = db(state.path(), &all);
         assert!(out.status.success(), "lab up failed");
         let inventory = state.path().join("lab/inventory.yaml");
         assert!(
