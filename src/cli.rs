@@ -385,6 +385,11 @@ pub enum LabCommand {
         /// How many machines.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
         nodes: u32,
+        /// How many of them are control planes (`[etcd, control-plane]`, the rest workers); an
+        /// odd count; more than one gets 10.213.0.10 as the control-plane endpoint (a virtual
+        /// IP). Default: as the existing lab has it, else 1.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+        control_planes: Option<u32>,
     },
     /// List the lab machines and their state.
     Status,

@@ -1,5 +1,6 @@
 //! The lab end to end, on real machines: `lab up` with 3 systemd-nspawn nodes, SSH with the
-//! pinned host keys, sudo, cgroups and CAP_NET_ADMIN inside a node, idempotent `up`, one lab
+//! pinned host keys, sudo, cgroups and CAP_NET_ADMIN inside a node, idempotent `up`,
+//! `--control-planes` (endpoint, roles, keepalived/haproxy installed but stopped), one lab
 //! per machine, `lab stop`/`start`, and `lab down` leaving no residue.
 //!
 //! Needs root (skipped otherwise). Uses a temp state dir but the shared cache dir, so the
@@ -239,6 +240,66 @@ fn lab_end_to_end() {
     assert_eq!(known.lines().count(), 4, "{known}");
     let grown: Vec<_> = status(&state).iter().map(|n| n["pid"].clone()).collect();
     assert_eq!(&grown[..3], &before[..]);
+
+    // Several control planes: the inventory is rewritten with the endpoint, nothing boots.
+    let out = lab(&state, &["up", "--nodes", "4", "--control-planes", "2"]);
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("2 etcd members need 2 for quorum and so tolerate no failure"),
+        "{msg}"
+    );
+    let out = lab(&state, &["up", "--nodes", "4", "--control-planes", "3"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(0 started)"));
+    let inventory = std::fs::read_to_string(lab_dir.join("inventory.yaml")).expect("inventory");
+    assert!(
+        inventory.contains("control_plane_endpoint: 10.213.0.10"),
+        "{inventory}"
+    );
+    let validated = Command::new(BIN)
+        .env("DIRECTOR_BOOT_STATE_DIR", &state)
+        .arg("validate")
+        .arg(lab_dir.join("inventory.yaml"))
+        .output()
+        .expect("run validate");
+    let text = String::from_utf8_lossy(&validated.stdout);
+    assert!(
+        validated.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    assert!(
+        text.contains("https://10.213.0.10:6443 (virtual IP)"),
+        "{text}"
+    );
+    let table = lab_ok(&state, &["status"]);
+    assert!(
+        table.contains("control-plane endpoint: 10.213.0.10:6443"),
+        "{table}"
+    );
+    let roles: Vec<String> = status(&state)
+        .iter()
+        .map(|n| {
+            n["roles"]
+                .as_array()
+                .map(|r| r.len())
+                .unwrap_or(0)
+                .to_string()
+        })
+        .collect();
+    assert_eq!(roles, ["2", "2", "2", "1"]);
+
+    // The HA host packages are in the base, installed but not running until init.
+    let ha = ssh_ok(
+        &lab_dir,
+        "root@10.213.0.11",
+        "keepalived --version 2>&1 | head -1; haproxy -v | head -1; \
+         systemctl is-enabled keepalived haproxy; systemctl is-active keepalived haproxy; true",
+    );
+    assert!(ha.contains("Keepalived v"), "{ha}");
+    assert!(ha.contains("HAProxy version"), "{ha}");
+    assert!(!ha.contains("enabled") && !ha.contains("\nactive"), "{ha}");
 
     // Only one lab per machine: another state dir is refused, clearly.
     let other = lab(&tmp.path().join("other"), &["up", "--nodes", "1"]);

@@ -6,8 +6,11 @@ use crate::paths::Paths;
 
 pub async fn run(paths: &Paths, command: LabCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
-        LabCommand::Up { nodes } => {
-            let inventory = lab::up(paths, nodes).await?;
+        LabCommand::Up {
+            nodes,
+            control_planes,
+        } => {
+            let inventory = lab::up(paths, nodes, control_planes).await?;
             if json {
                 println!("{}", serde_json::json!({ "inventory": inventory }));
             } else {
@@ -15,9 +18,12 @@ pub async fn run(paths: &Paths, command: LabCommand, json: bool) -> anyhow::Resu
             }
         }
         LabCommand::Status => {
-            let nodes = lab::status(paths).await?;
+            let status = lab::status(paths).await?;
+            let nodes = &status.nodes;
             if json {
-                println!("{}", serde_json::to_string_pretty(&nodes)?);
+                // A list of nodes (as before the endpoint existed); the endpoint is in the
+                // inventory and in the text form.
+                println!("{}", serde_json::to_string_pretty(nodes)?);
             } else if nodes.is_empty() {
                 println!("no lab on this machine (director-boot lab up --nodes N)");
             } else {
@@ -27,6 +33,7 @@ pub async fn run(paths: &Paths, command: LabCommand, json: bool) -> anyhow::Resu
                         vec![
                             n.name.clone(),
                             n.address.clone(),
+                            n.roles.join(","),
                             n.state.clone(),
                             n.pid.map(|p| p.to_string()).unwrap_or_default(),
                         ]
@@ -34,8 +41,11 @@ pub async fn run(paths: &Paths, command: LabCommand, json: bool) -> anyhow::Resu
                     .collect();
                 print!(
                     "{}",
-                    crate::output::table(&["NODE", "ADDRESS", "STATE", "PID"], &rows)
+                    crate::output::table(&["NODE", "ADDRESS", "ROLES", "STATE", "PID"], &rows)
                 );
+                if let Some(ep) = &status.control_plane_endpoint {
+                    println!("control-plane endpoint: {ep} (a virtual IP on the control planes)");
+                }
             }
         }
         LabCommand::Down => {

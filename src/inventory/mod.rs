@@ -22,6 +22,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub use validate::quorum_arithmetic;
 
 /// One problem in an inventory file.
 #[derive(Debug, Clone, PartialEq, Eq)]

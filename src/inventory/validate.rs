@@ -527,21 +527,30 @@ fn check_control_planes(raw: &RawInventory, hosts: &[RawHost], p: &mut Problems)
     }
 }
 
-/// Why an even etcd member count buys nothing over one member fewer.
+/// Why an even etcd member count buys nothing over one member fewer, and what to do.
 pub fn even_etcd_message(n: usize) -> String {
+    format!(
+        "{} (remove `etcd` from one host's roles or add it to one more host)",
+        quorum_arithmetic(n)
+    )
+}
+
+/// "4 etcd members need 3 for quorum and so tolerate 1 failure, like 3 members do: use 3 or 5"
+/// (for an even `n` of at least 2).
+pub fn quorum_arithmetic(n: usize) -> String {
     let quorum = n / 2 + 1;
-    let tolerated = match (n - 1) / 2 {
+    let tolerated = match n.saturating_sub(1) / 2 {
         0 => "no failure".to_string(),
         1 => "1 failure".to_string(),
         f => format!("{f} failures"),
     };
-    let fewer = match n - 1 {
+    let fewer = match n.saturating_sub(1) {
         1 => "1 member does".to_string(),
         m => format!("{m} members do"),
     };
     format!(
-        "{n} etcd members need {quorum} for quorum and so tolerate {tolerated}, like {fewer}: use {} or {} (remove `etcd` from one host's roles or add it to one more host)",
-        n - 1,
+        "{n} etcd members need {quorum} for quorum and so tolerate {tolerated}, like {fewer}: use {} or {}",
+        n.saturating_sub(1),
         n + 1
     )
 }

@@ -17,6 +17,8 @@ struct File {
 #[derive(Serialize)]
 struct Cluster {
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control_plane_endpoint: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -94,11 +96,37 @@ fn containerd_extra() -> serde_yaml::Mapping {
     mapping(&[("plugins", plugins.into())])
 }
 
-/// The inventory for `nodes` = (name, address): the first node is etcd + control plane +
-/// worker, the others workers.
-pub fn render(lab_dir: &Path, nodes: &[(String, String)]) -> Result<String, serde_yaml::Error> {
+/// The roles of the node at `position` (0-based) in a lab of `nodes` with `control_planes`:
+/// the first ones `[etcd, control-plane]`, the rest workers. With one control plane (the
+/// default) it is a worker too, as are all of them when every node is a control plane.
+pub fn roles(position: usize, nodes: usize, control_planes: usize) -> Vec<&'static str> {
+    if position >= control_planes {
+        vec!["worker"]
+    } else if control_planes == 1 || control_planes >= nodes {
+        vec!["etcd", "control-plane", "worker"]
+    } else {
+        vec!["etcd", "control-plane"]
+    }
+}
+
+/// The control-plane endpoint a lab with `control_planes` needs (`None` for one: the node's
+/// own address is the endpoint then, as in any single-control-plane inventory).
+pub fn endpoint(control_planes: usize) -> Option<String> {
+    (control_planes > 1).then(|| super::names::ENDPOINT_ADDRESS.to_string())
+}
+
+/// The inventory for `nodes` = (name, address), the first `control_planes` of them control
+/// planes (see `roles`).
+pub fn render(
+    lab_dir: &Path,
+    nodes: &[(String, String)],
+    control_planes: usize,
+) -> Result<String, serde_yaml::Error> {
     let file = File {
-        cluster: Cluster { name: "lab".into() },
+        cluster: Cluster {
+            name: "lab".into(),
+            control_plane_endpoint: endpoint(control_planes),
+        },
         defaults: Defaults {
             user: "root".into(),
             port: 22,
@@ -128,11 +156,7 @@ pub fn render(lab_dir: &Path, nodes: &[(String, String)]) -> Result<String, serd
             .map(|(i, (name, address))| Host {
                 name: name.clone(),
                 address: address.clone(),
-                roles: if i == 0 {
-                    vec!["etcd", "control-plane", "worker"]
-                } else {
-                    vec!["worker"]
-                },
+                roles: roles(i, nodes.len(), control_planes),
             })
             .collect(),
     };
@@ -152,7 +176,7 @@ mod tests {
             ("node1".to_string(), "10.213.0.11".to_string()),
             ("node2".to_string(), "10.213.0.12".to_string()),
         ];
-        let text = render(Path::new("/s/lab"), &nodes).unwrap();
+        let text = render(Path::new("/s/lab"), &nodes, 1).unwrap();
         let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(v["cluster"]["name"], "lab");
         assert_eq!(v["defaults"]["user"], "root");
@@ -179,5 +203,92 @@ mod tests {
             true
         );
         assert_eq!(v["network"]["overlay"]["mtu"], 1450);
+        // One control plane: no endpoint, as before the option existed.
+        assert!(!text.contains("control_plane_endpoint"), "{text}");
+    }
+
+    fn lab_nodes(n: u32) -> Vec<(String, String)> {
+        (1..=n)
+            .map(|i| {
+                (
+                    crate::lab::names::node_name(i),
+                    crate::lab::names::node_address(i).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every host's roles, in order, joined for a compact comparison.
+    fn roles_of(text: &str) -> Vec<String> {
+        let v: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        v["hosts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let roles: Vec<&str> = h["roles"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|r| r.as_str())
+                    .collect();
+                roles.join(",")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn three_of_five_control_planes_with_the_endpoint() {
+        let text = render(Path::new("/s/lab"), &lab_nodes(5), 3).unwrap();
+        assert_eq!(
+            roles_of(&text),
+            [
+                "etcd,control-plane",
+                "etcd,control-plane",
+                "etcd,control-plane",
+                "worker",
+                "worker"
+            ]
+        );
+        let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(v["cluster"]["control_plane_endpoint"], "10.213.0.10");
+    }
+
+    #[test]
+    fn all_control_planes_are_workers_too() {
+        let text = render(Path::new("/s/lab"), &lab_nodes(3), 3).unwrap();
+        assert_eq!(roles_of(&text), ["etcd,control-plane,worker"; 3]);
+        let text = render(Path::new("/s/lab"), &lab_nodes(1), 1).unwrap();
+        assert_eq!(roles_of(&text), ["etcd,control-plane,worker"]);
+    }
+
+    /// What `lab up` writes is what `validate` accepts (with a stand-in key file).
+    #[test]
+    fn written_inventories_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("id_ed25519"), "key").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("id_ed25519"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        for (n, k) in [(1, 1), (3, 1), (3, 3), (5, 3), (5, 5), (7, 5)] {
+            let text = render(dir.path(), &lab_nodes(n), k as usize).unwrap();
+            let path = dir.path().join("inventory.yaml");
+            match crate::inventory::load_str(&text, &path) {
+                Ok(inv) => {
+                    assert_eq!(
+                        inv.hosts_with(crate::inventory::Role::ControlPlane).count(),
+                        k as usize
+                    );
+                    let ep = inv
+                        .control_plane_endpoint
+                        .map(|e| (e.host_port(), e.managed_vip));
+                    let want = (k > 1).then(|| ("10.213.0.10:6443".to_string(), true));
+                    assert_eq!(ep, want, "{n} nodes, {k} control planes");
+                }
+                Err(e) => panic!("{n} nodes, {k} control planes: {e}\n{text}"),
+            }
+        }
     }
 }

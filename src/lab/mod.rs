@@ -46,6 +46,16 @@ pub struct NodeStatus {
     /// "running", "stopped", ...
     pub state: String,
     pub pid: Option<u32>,
+    /// Its roles in the lab inventory, e.g. ["etcd", "control-plane"].
+    pub roles: Vec<String>,
+}
+
+/// The lab as `lab status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LabStatus {
+    pub nodes: Vec<NodeStatus>,
+    /// `address:port` of the control-plane endpoint, with several control planes.
+    pub control_plane_endpoint: Option<String>,
 }
 
 /// The lab dir, absolute: it is the bridge's owner tag and ends up in mount options.
@@ -181,7 +191,7 @@ fn write_client_files(lab_dir: &Path, state: &LabState) -> Result<PathBuf, LabEr
         .map(|n| (n.name.clone(), n.address.clone()))
         .collect();
     let path = lab_dir.join("inventory.yaml");
-    let text = inventory::render(lab_dir, &hosts)
+    let text = inventory::render(lab_dir, &hosts, state.control_planes() as usize)
         .map_err(|e| LabError::Invalid(format!("cannot render the lab inventory: {e}")))?;
     std::fs::write(&path, text).map_err(LabError::io(&path))?;
     Ok(path)
@@ -276,14 +286,35 @@ async fn bring_up_all(
     }
 }
 
-/// Build (or reuse) the lab with `nodes` machines; returns the path of the ready inventory.
-pub async fn up(paths: &Paths, nodes: u32) -> anyhow::Result<PathBuf> {
+/// Refuse a control-plane count that cannot make a sound cluster of `nodes`.
+fn check_control_planes(control_planes: u32, nodes: u32) -> Result<(), LabError> {
+    if control_planes == 0 || control_planes > nodes {
+        return Err(LabError::Invalid(format!(
+            "--control-planes {control_planes} with --nodes {nodes}: give 1 to {nodes} control planes (or more nodes)"
+        )));
+    }
+    // Each control plane is an etcd member; an even count buys no fault tolerance.
+    if control_planes > 1 && control_planes.is_multiple_of(2) {
+        return Err(LabError::Invalid(format!(
+            "--control-planes {control_planes}: {}",
+            crate::inventory::quorum_arithmetic(control_planes as usize)
+        )));
+    }
+    Ok(())
+}
+
+/// Build (or reuse) the lab with `nodes` machines, the first `control_planes` of them control
+/// planes (`None`: as the existing lab has it, else 1); returns the path of the ready inventory.
+pub async fn up(paths: &Paths, nodes: u32, control_planes: Option<u32>) -> anyhow::Result<PathBuf> {
     if nodes == 0 || nodes > names::MAX_NODES {
         return Err(LabError::Invalid(format!(
             "a lab has 1 to {} nodes, not {nodes}",
             names::MAX_NODES
         ))
         .into());
+    }
+    if let Some(k) = control_planes {
+        check_control_planes(k, nodes)?;
     }
     let progress = HostProgress::new(false);
     let started = Instant::now();
@@ -309,6 +340,10 @@ pub async fn up(paths: &Paths, nodes: u32) -> anyhow::Result<PathBuf> {
             indexes.len()
         ));
     }
+    // Recorded before booting, so the inventory written even after a failure has it.
+    if let Some(k) = control_planes {
+        ctx.record(|s| s.control_planes = k)?;
+    }
     let count = indexes.len();
     let booted = bring_up_all(&ctx, &progress, indexes).await;
     // Even after a failure, the client files describe what is there.
@@ -327,23 +362,41 @@ pub async fn up(paths: &Paths, nodes: u32) -> anyhow::Result<PathBuf> {
     Ok(inventory)
 }
 
-pub async fn status(paths: &Paths) -> anyhow::Result<Vec<NodeStatus>> {
+pub async fn status(paths: &Paths) -> anyhow::Result<LabStatus> {
     let Some(state) = LabState::load(&lab_dir(paths))? else {
-        return Ok(Vec::new());
+        return Ok(LabStatus {
+            nodes: Vec::new(),
+            control_plane_endpoint: None,
+        });
     };
-    Ok(state
+    let control_planes = state.control_planes() as usize;
+    let nodes = state
         .nodes
         .iter()
-        .map(|n| {
+        .enumerate()
+        .map(|(i, n)| {
             let running = n.running();
             NodeStatus {
                 name: n.name.clone(),
                 address: n.address.clone(),
                 state: if running { "running" } else { "stopped" }.into(),
                 pid: if running { n.pid } else { None },
+                roles: inventory::roles(i, state.nodes.len(), control_planes)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
             }
         })
-        .collect())
+        .collect();
+    Ok(LabStatus {
+        nodes,
+        control_plane_endpoint: inventory::endpoint(control_planes).map(|a| {
+            format!(
+                "{a}:{}",
+                crate::inventory::ControlPlaneEndpoint::DEFAULT_PORT
+            )
+        }),
+    })
 }
 
 /// Stop one node (its namespace, dirs and identity are kept for `start`).
@@ -488,4 +541,28 @@ pub async fn teardown(paths: &Paths) -> anyhow::Result<bool> {
 
 pub async fn down(paths: &Paths) -> anyhow::Result<()> {
     teardown(paths).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_plane_counts() {
+        assert!(check_control_planes(1, 1).is_ok());
+        assert!(check_control_planes(3, 3).is_ok());
+        assert!(check_control_planes(3, 5).is_ok());
+        assert_eq!(
+            check_control_planes(4, 5).unwrap_err().to_string(),
+            "--control-planes 4: 4 etcd members need 3 for quorum and so tolerate 1 failure, like 3 members do: use 3 or 5"
+        );
+        assert_eq!(
+            check_control_planes(2, 3).unwrap_err().to_string(),
+            "--control-planes 2: 2 etcd members need 2 for quorum and so tolerate no failure, like 1 member does: use 1 or 3"
+        );
+        assert_eq!(
+            check_control_planes(5, 3).unwrap_err().to_string(),
+            "--control-planes 5 with --nodes 3: give 1 to 3 control planes (or more nodes)"
+        );
+    }
 }

@@ -11,6 +11,10 @@ pub const PREFIX_LEN: u8 = 24;
 /// The nodes' default gateway: an address nobody owns. kube-apiserver needs a default route
 /// to exist, but no lab traffic may leave this machine.
 pub const BLACKHOLE_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 254);
+/// The control-plane endpoint of a lab with several control planes: below the first node's
+/// address (.11), above the bridge's (.1), so no node or the host ever owns it; `init` makes it
+/// the virtual IP.
+pub const ENDPOINT_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 10);
 /// The underlay MTU of every lab link.
 pub const MTU: u32 = 1500;
 /// Node indexes stay below the gateway address: 10 + index < 254.
@@ -64,6 +68,15 @@ mod tests {
         assert_eq!(cgroup(2), "lab/dblab-node2");
         assert!(host_veth(MAX_NODES).len() <= 15);
         assert!(u32::from(node_address(MAX_NODES).octets()[3]) < 254);
+    }
+
+    #[test]
+    fn endpoint_address_is_free() {
+        assert_ne!(ENDPOINT_ADDRESS, HOST_ADDRESS);
+        assert_ne!(ENDPOINT_ADDRESS, BLACKHOLE_GATEWAY);
+        assert!((1..=MAX_NODES).all(|i| node_address(i) != ENDPOINT_ADDRESS));
+        let net = ipnet::Ipv4Net::new(HOST_ADDRESS, PREFIX_LEN).unwrap();
+        assert!(net.contains(&ENDPOINT_ADDRESS));
     }
 
     #[test]

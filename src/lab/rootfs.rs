@@ -13,7 +13,8 @@ use super::sys;
 
 const SUITE: &str = "bookworm";
 /// Bump to force a rebuild when the preparation steps (not just files) change.
-const RECIPE_VERSION: u32 = 1;
+/// 2: keepalived and haproxy installed and disabled.
+const RECIPE_VERSION: u32 = 2;
 /// What a typical small server has; nothing Kubernetes-specific (containerd and kubelet are
 /// uploaded by `init`, as on real hosts).
 const PACKAGES: &[&str] = &[
@@ -35,7 +36,17 @@ const PACKAGES: &[&str] = &[
     "psmisc",
     "xz-utils",
     "vim-tiny",
+    // The host packages `init` installs on control planes for the highly available endpoint
+    // (`dnf install keepalived haproxy` on RHEL, apt on Debian). Lab nodes have no package
+    // mirror (each lives in its own network namespace), so the base carries them already, as
+    // an image with them preinstalled would; init sees them installed and skips the install.
+    "keepalived",
+    "haproxy",
 ];
+/// Units of those packages that must not start at boot: only `init` configures and starts
+/// them, on control planes only (a worker running haproxy's sample config, or keepalived,
+/// would be wrong).
+const DISABLED_UNITS: &[&str] = &["keepalived.service", "haproxy.service"];
 const STAMP: &str = ".director-boot-lab-recipe";
 
 /// A file the recipe puts into the base: (path inside the root, contents, mode).
@@ -105,6 +116,9 @@ pub fn recipe_stamp() -> String {
     }
     for (unit, target) in ENABLED_UNITS {
         h.update(format!("enable {unit} {target}\n"));
+    }
+    for unit in DISABLED_UNITS {
+        h.update(format!("disable {unit}\n"));
     }
     hex::encode(h.finalize())
 }
@@ -279,6 +293,16 @@ async fn prepare(root: &Path) -> Result<(), LabError> {
                 .map_err(LabError::io(&link))?;
         }
     }
+    // Debian enables a package's units when installing it; the base leaves them to `init`.
+    let mut disable = vec![root_s.as_str(), "systemctl", "disable", "--quiet"];
+    disable.extend(DISABLED_UNITS);
+    sys::run("chroot", &disable).await?;
+    if let Some(link) = enablement_links(root, DISABLED_UNITS).first() {
+        return Err(LabError::Invalid(format!(
+            "{} is still enabled after `systemctl disable` in the base root filesystem",
+            link.display()
+        )));
+    }
     // Mount points for the node's real (non-overlay) containerd and kubelet dirs.
     for d in ["var/lib/containerd", "var/lib/kubelet", "root/.ssh"] {
         std::fs::create_dir_all(root.join(d)).map_err(LabError::io(root.join(d)))?;
@@ -295,9 +319,52 @@ async fn prepare(root: &Path) -> Result<(), LabError> {
     Ok(())
 }
 
+/// Links in `etc/systemd/system/*.wants/` (or `.requires/`) that start one of `units`.
+fn enablement_links(root: &Path, units: &[&str]) -> Vec<PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(root.join("etc/systemd/system")) else {
+        return Vec::new();
+    };
+    dirs.flatten()
+        .filter(|d| {
+            let name = d.file_name().to_string_lossy().into_owned();
+            name.ends_with(".wants") || name.ends_with(".requires")
+        })
+        .flat_map(|d| {
+            units
+                .iter()
+                .map(move |u| d.path().join(u))
+                .filter(|l| l.symlink_metadata().is_ok())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ha_packages_are_in_and_left_disabled() {
+        for p in ["keepalived", "haproxy"] {
+            assert!(PACKAGES.contains(&p), "{p}");
+            assert!(DISABLED_UNITS.contains(&format!("{p}.service").as_str()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let wants = dir
+            .path()
+            .join("etc/systemd/system/multi-user.target.wants");
+        std::fs::create_dir_all(&wants).unwrap();
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/haproxy.service",
+            wants.join("haproxy.service"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/lib/systemd/system/ssh.service", wants.join("ssh.service"))
+            .unwrap();
+        assert_eq!(
+            enablement_links(dir.path(), DISABLED_UNITS),
+            [wants.join("haproxy.service")]
+        );
+    }
 
     #[test]
     fn stamp_is_stable_and_covers_the_units() {

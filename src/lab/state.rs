@@ -17,6 +17,10 @@ pub struct LabState {
     pub lab_dir: PathBuf,
     /// We created the bridge (so `down` deletes it).
     pub bridge: bool,
+    /// How many of the first nodes are control planes (`lab up --control-planes`); 0 in
+    /// state files written before the option existed, meaning 1.
+    #[serde(default)]
+    pub control_planes: u32,
     pub nodes: Vec<NodeRecord>,
 }
 
@@ -39,6 +43,11 @@ pub struct NodeRecord {
 }
 
 impl LabState {
+    /// The recorded control-plane count (at least 1).
+    pub fn control_planes(&self) -> u32 {
+        self.control_planes.max(1)
+    }
+
     pub fn new(lab_dir: &Path) -> Self {
         LabState {
             format: FORMAT,
