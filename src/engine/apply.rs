@@ -266,22 +266,27 @@ pub async fn apply_role(
             .collect::<Vec<_>>()
             .join(" ")
     };
+    // A unit that fails to start: its own last log lines say why (the error keeps the tail).
+    let why = |us: &str| {
+        format!(
+            " || {{ rc=$?; for u in {us}; do journalctl -u \"$u\" -n 4 --no-pager -o cat >&2; done; exit $rc; }}"
+        )
+    };
     if !dry {
         if !to_restart.is_empty() {
             let us = join(&to_restart);
             node.sudo_ok(&format!(
-                "systemctl enable --quiet {us} && systemctl restart {us}"
+                "{{ systemctl enable --quiet {us} && systemctl restart {us}; }}{}",
+                why(&us)
             ))
             .await
             .map_err(n_err)?;
         }
         if !to_start.is_empty() {
-            node.sudo_ok(&format!(
-                "systemctl enable --quiet --now {}",
-                join(&to_start)
-            ))
-            .await
-            .map_err(n_err)?;
+            let us = join(&to_start);
+            node.sudo_ok(&format!("systemctl enable --quiet --now {us}{}", why(&us)))
+                .await
+                .map_err(n_err)?;
         }
     }
     for u in &to_restart {
