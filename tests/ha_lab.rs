@@ -3,7 +3,8 @@
 //! on one control plane), etcd has 3 healthy members, a second init changes nothing; then the
 //! endpoint's holder is stopped: the API answers through the endpoint again, a new pod runs on
 //! a worker, the workers stay Ready, etcd reports 2 of 3 healthy; the holder comes back and a
-//! re-run of init converges.
+//! re-run of init converges. Last, a harder failure: the holder's network link is cut (no
+//! goodbye from it), with the same checks.
 //!
 //! `HA_FAILOVER_ROUNDS=N` repeats the stop/measure/start cycle N times (default 1) and prints
 //! each time the API took to come back, for the failover figure.
@@ -123,71 +124,19 @@ fn ha_control_plane_survives_losing_the_endpoint_holder() {
             .filter(|(n, _)| *n != name)
             .collect();
 
-        // A client polls /readyz through the endpoint all along (1 s timeout, every 200 ms),
-        // so the outage is what a user sees, not the time `lab stop` takes to power off.
-        let polling = Arc::new(AtomicBool::new(true));
-        let poller = {
-            let polling = polling.clone();
-            let kubectl = c.mirror.join("bin/kubectl");
-            let admin = c.lab.state.path().join("clusters/lab/admin.conf");
-            std::thread::spawn(move || {
-                let mut samples = Vec::new();
-                while polling.load(Ordering::Relaxed) && bridge_up() {
-                    let ok = std::process::Command::new(&kubectl)
-                        .arg("--kubeconfig")
-                        .arg(&admin)
-                        .args(["--request-timeout=1s", "get", "--raw", "/readyz"])
-                        .output()
-                        .is_ok_and(|o| o.status.success());
-                    samples.push((Instant::now(), ok));
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                samples
-            })
-        };
-        std::thread::sleep(Duration::from_secs(2));
         let t0 = Instant::now();
-        let out = c.lab.run(&["lab", "stop", name]);
-        assert!(out.status.success(), "lab stop {name}: {}", stderr(&out));
-        let stopped = t0.elapsed();
-        // the API through the endpoint again, seen from here
-        loop {
-            assert!(bridge_up(), "the lab bridge went away");
-            let out = c.kubectl(&["--request-timeout=2s", "get", "nodes", "-o", READY]);
-            if out.status.success() {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(90),
-                "API not back through {VIP} 90 s after `lab stop`: {}",
-                stderr(&out)
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        std::thread::sleep(Duration::from_secs(2));
-        polling.store(false, Ordering::Relaxed);
-        let samples = poller.join().expect("poller");
-        let first_fail = samples.iter().position(|(_, ok)| !ok);
-        let outage = match first_fail {
-            None => Duration::ZERO,
-            Some(i) => {
-                let back = samples[i..]
-                    .iter()
-                    .find(|(_, ok)| *ok)
-                    .map(|(t, _)| *t)
-                    .expect("the API answered again");
-                back - samples[i].0
-            }
-        };
-        let failed = samples.iter().filter(|(_, ok)| !ok).count();
+        let mut stopped = Duration::ZERO;
+        let outage = measure_outage(&c, || {
+            let out = c.lab.run(&["lab", "stop", name]);
+            assert!(out.status.success(), "lab stop {name}: {}", stderr(&out));
+            stopped = t0.elapsed();
+        });
         eprintln!(
-            "HA round {round}: stopped {name} (`lab stop` took {:.1} s); API outage through {VIP}: {:.1} s ({failed} of {} polls failed)",
-            stopped.as_secs_f64(),
-            outage.as_secs_f64(),
-            samples.len()
+            "HA round {round}: stopped {name} (`lab stop` took {:.1} s); {outage}",
+            stopped.as_secs_f64()
         );
-        times.push(outage.as_secs_f64());
-        assert!(outage < Duration::from_secs(30), "outage {outage:?}");
+        times.push(outage.seconds);
+        assert!(outage.seconds < 30.0, "{outage}");
         let new_holder = holder(&c, &survivors).expect("a surviving control plane holds the VIP");
         eprintln!("HA round {round}: {} holds {VIP} now", new_holder.0);
 
@@ -254,6 +203,129 @@ fn ha_control_plane_survives_losing_the_endpoint_holder() {
         }
     }
     eprintln!("HA API outage per round (s): {times:?}");
+
+    // A harder failure than a clean poweroff: the holder's link to the lab bridge goes down
+    // (its host-side veth, which the lab created), so it sends no goodbye and its peers must
+    // notice the silence.
+    let (name, addr) = holder(&c, &CONTROL_PLANES).expect("some control plane holds the VIP");
+    let index: u32 = name.trim_start_matches("node").parse().expect("node index");
+    let veth = format!("dblab-node{index}");
+    let link = |state: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["link", "set", &veth, state])
+            .output()
+            .expect("ip link");
+        assert!(out.status.success(), "ip link set {veth} {state}");
+    };
+    let outage = measure_outage(&c, || link("down"));
+    eprintln!("HA partition: cut {name}'s link ({veth}); {outage}");
+    assert!(outage.seconds < 30.0, "{outage}");
+    let survivors: Vec<(&str, &str)> = CONTROL_PLANES
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n != name)
+        .collect();
+    assert!(holder(&c, &survivors).is_some(), "no survivor took {VIP}");
+    std::thread::sleep(Duration::from_secs(50));
+    let nodes = stdout(&c.kubectl(&["get", "nodes", "-o", READY]));
+    assert!(
+        nodes.contains("node4=True") && nodes.contains("node5=True"),
+        "{nodes}"
+    );
+    link("up");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let health = etcd_health(&c, addr);
+        if health.matches("is healthy").count() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "etcd not whole again: {health}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let (out, report) = c.init(&[]);
+    assert!(out.status.success(), "init after the partition: {report}");
+    eprintln!(
+        "HA partition: init after the link came back: {} changed",
+        report["changed"]
+    );
+}
+
+/// What a client polling /readyz through the endpoint (1 s timeout, every 200 ms) saw while
+/// `fail` ran and until the API answered again: the outage a user sees, not the time the
+/// failure itself took.
+struct Outage {
+    seconds: f64,
+    failed: usize,
+    polls: usize,
+}
+
+impl std::fmt::Display for Outage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "API outage through {VIP}: {:.1} s ({} of {} polls failed)",
+            self.seconds, self.failed, self.polls
+        )
+    }
+}
+
+fn measure_outage(c: &Cluster, fail: impl FnOnce()) -> Outage {
+    let polling = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let polling = polling.clone();
+        let kubectl = c.mirror.join("bin/kubectl");
+        let admin = c.lab.state.path().join("clusters/lab/admin.conf");
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while polling.load(Ordering::Relaxed) && bridge_up() {
+                let ok = std::process::Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(&admin)
+                    .args(["--request-timeout=1s", "get", "--raw", "/readyz"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                samples.push((Instant::now(), ok));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            samples
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = Instant::now();
+    fail();
+    // the API through the endpoint again, seen from here
+    loop {
+        assert!(bridge_up(), "the lab bridge went away");
+        let out = c.kubectl(&["--request-timeout=2s", "get", "nodes", "-o", READY]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "API not back through {VIP} 90 s after the failure: {}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    polling.store(false, Ordering::Relaxed);
+    let samples = poller.join().expect("poller");
+    let seconds = match samples.iter().position(|(_, ok)| !ok) {
+        None => 0.0,
+        Some(i) => {
+            let back = samples[i..]
+                .iter()
+                .find(|(_, ok)| *ok)
+                .map(|(t, _)| *t)
+                .expect("the API answered again");
+            (back - samples[i].0).as_secs_f64()
+        }
+    };
+    Outage {
+        seconds,
+        failed: samples.iter().filter(|(_, ok)| !ok).count(),
+        polls: samples.len(),
+    }
 }
 
 fn image_ref(c: &Cluster, name: &str) -> String {
