@@ -193,6 +193,25 @@ pub async fn apply_role(
         ));
     }
 
+    // Host packages before the files: a unit may run what a package brings.
+    if let Some(family) = node.facts.family {
+        let missing = super::packages::missing(node, family, &role.packages)
+            .await
+            .map_err(n_err)?;
+        if !missing.is_empty() {
+            if !dry {
+                node.sudo_ok(&family.install_packages(&missing))
+                    .await
+                    .map_err(n_err)?;
+            }
+            out.changes.push(format!(
+                "{} packages {}",
+                if dry { "would install" } else { "installed" },
+                missing.join(" ")
+            ));
+        }
+    }
+
     let mut unit_files_changed = false;
     let mut written: Vec<(String, String)> = Vec::new();
     for w in wants

@@ -23,6 +23,7 @@ use super::plan::{applies, render_files, tera_context};
 use super::render::{Renderer, roles};
 use super::role::RoleDef;
 use crate::inventory::Role;
+use crate::osfamily::OsFamily;
 
 const CLUSTER: &str = "lab";
 const OVERLAY_PORT: u16 = 8472;
@@ -176,7 +177,7 @@ fn render_node(
     let mut plan = String::new();
     plan.push_str(&format!(
         "# What each role that applies to {} ({}) does there besides writing the files in this\n\
-         # directory; rendered from roles/*.yaml by the golden tests.\n",
+         # directory; rendered from roles/*/role.yaml by the golden tests.\n",
         node.name, node.family
     ));
     let render = |s: &str| r.render_str(s, &ctx).unwrap();
@@ -189,6 +190,19 @@ fn render_node(
         }
         out.roles.push(role.name.clone());
         plan.push_str(&format!("\n[{}] phase {}\n", role.name, role.phase));
+        let family = if node.family == "rhel" {
+            OsFamily::Rhel
+        } else {
+            OsFamily::Debian
+        };
+        for p in &role.packages {
+            plan.push_str(&format!(
+                "package {} unless `{}`: {}\n",
+                p.name(),
+                p.present_test(family),
+                family.install_packages(&[p.for_family(family).to_string()])
+            ));
+        }
         for b in &role.binaries {
             plan.push_str(&format!("binary {} -> {}\n", b.name, b.path()));
         }

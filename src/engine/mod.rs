@@ -10,6 +10,7 @@ pub mod context;
 mod golden_tests;
 pub mod image_archive;
 pub mod images;
+pub mod packages;
 pub mod plan;
 pub mod preflight;
 pub mod render;

@@ -1,5 +1,7 @@
-//! Templates and role files shipped inside the binary (from `templates/` and `roles/`), rendered
-//! with tera. Extra settings from the inventory are deep-merged into rendered YAML/TOML.
+//! Templates and role files shipped inside the binary, rendered with tera: a component's
+//! templates live beside its `roles/<component>/role.yaml` and are named `<component>/<file>`;
+//! templates of no component (lab, netcheck, scripts) live under `templates/`, named by their path
+//! there. Extra settings from the inventory are deep-merged into rendered YAML/TOML.
 
 use include_dir::{Dir, include_dir};
 use tera::Tera;
@@ -44,6 +46,7 @@ impl Renderer {
         let mut tera = Tera::default();
         let mut files = Vec::new();
         collect(&TEMPLATES, &mut files);
+        collect(&ROLES, &mut files);
         for (name, text) in files {
             tera.add_raw_template(&name, &text)
                 .map_err(|e| RenderError::Template {
@@ -91,7 +94,7 @@ fn sh_filter(
 }
 
 fn collect(dir: &Dir<'_>, out: &mut Vec<(String, String)>) {
-    for f in dir.files() {
+    for f in dir.files().filter(|f| !is_role_file(f)) {
         if let Some(text) = f.contents_utf8() {
             out.push((f.path().to_string_lossy().into_owned(), text.to_string()));
         }
@@ -101,11 +104,19 @@ fn collect(dir: &Dir<'_>, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// Every role file shipped in `roles/`, in file-name order.
+/// The file in each component directory that defines the role; the rest are its templates.
+const ROLE_FILE: &str = "role.yaml";
+
+fn is_role_file(f: &include_dir::File<'_>) -> bool {
+    f.path().file_name().is_some_and(|n| n == ROLE_FILE)
+}
+
+/// Every role shipped in `roles/<component>/role.yaml`, in directory-name order.
 pub fn roles() -> Result<Vec<RoleDef>, RenderError> {
     let mut files: Vec<_> = ROLES
-        .files()
-        .filter(|f| f.path().extension().is_some_and(|e| e == "yaml"))
+        .dirs()
+        .flat_map(|d| d.files())
+        .filter(|f| is_role_file(f))
         .collect();
     files.sort_by_key(|f| f.path().to_path_buf());
     let mut out = Vec::new();
