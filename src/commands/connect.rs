@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::SshArgs;
-use crate::inventory::{self, Host, Inventory, Role};
+use crate::inventory::{self, Host, HostRole, Inventory};
 use crate::paths::{Paths, ensure_private_dir};
 use crate::ssh::{Session, SshConfig};
 
@@ -44,7 +44,7 @@ pub fn select_hosts(inv: &Inventory, filter: Option<&str>) -> anyhow::Result<Vec
     };
     let mut chosen = Vec::new();
     for word in filter.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        let role = Role::ALL.into_iter().find(|r| r.as_str() == word);
+        let role = HostRole::ALL.into_iter().find(|r| r.as_str() == word);
         let matched: Vec<&Host> = inv
             .hosts
             .iter()

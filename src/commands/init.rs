@@ -16,10 +16,10 @@ use crate::engine::artifacts::Artifacts;
 use crate::engine::context::{self, NodeContext};
 use crate::engine::preflight::{self, Verdict};
 use crate::engine::render::{self, Renderer};
-use crate::engine::role::RoleDef;
+use crate::engine::role::ComponentRole;
 use crate::engine::runner::Runner;
 use crate::engine::{addons, images, plan, subnets};
-use crate::inventory::{Inventory, Role};
+use crate::inventory::{HostRole, Inventory};
 use crate::node::Node;
 use crate::paths::{Paths, ensure_private_dir};
 use crate::pki;
@@ -168,7 +168,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
         }
     }
     // Which roles each host gets (inventory roles and `when` conditions).
-    let mut host_roles: BTreeMap<String, Vec<&RoleDef>> = BTreeMap::new();
+    let mut host_roles: BTreeMap<String, Vec<&ComponentRole>> = BTreeMap::new();
     for n in &nodes {
         let Some(nc) = node_ctx.get(n.name()) else {
             continue;
@@ -227,14 +227,15 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     // component phases, driven by role files
     for phase in PHASES {
         let mut concerned: Vec<&Node> = Vec::new();
-        let mut plan_for: BTreeMap<String, Vec<&RoleDef>> = BTreeMap::new();
+        let mut plan_for: BTreeMap<String, Vec<&ComponentRole>> = BTreeMap::new();
         for n in &nodes {
             let Some(all) = host_roles.get(n.name()) else {
                 continue;
             };
-            let mine: Vec<&RoleDef> = all.iter().copied().filter(|r| r.phase == *phase).collect();
+            let mine: Vec<&ComponentRole> =
+                all.iter().copied().filter(|r| r.phase == *phase).collect();
             let runtime = *phase == "runtime" && a.only_phases.is_none();
-            if !mine.is_empty() || (runtime && n.host.has_role(Role::Worker)) {
+            if !mine.is_empty() || (runtime && n.host.has_role(HostRole::Worker)) {
                 concerned.push(n);
                 plan_for.insert(n.name().to_string(), mine);
             }
@@ -269,10 +270,10 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
         return Ok(runner.finish(a.command, &hosts));
     }
     // addons, from the first healthy control-plane host
-    let addon_roles: Vec<&RoleDef> = roles.iter().filter(|r| r.phase == "addons").collect();
+    let addon_roles: Vec<&ComponentRole> = roles.iter().filter(|r| r.phase == "addons").collect();
     if let Some(cp) = nodes
         .iter()
-        .find(|n| n.host.has_role(Role::ControlPlane) && !runner.failed(n.name()))
+        .find(|n| n.host.has_role(HostRole::ControlPlane) && !runner.failed(n.name()))
     {
         let nc = node_ctx.get(cp.name()).cloned();
         let env_ref = &env;
@@ -294,7 +295,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
 
     // the admin kubeconfig
     if !a.dry_run
-        && let Some(first) = inv.hosts_with(Role::ControlPlane).next()
+        && let Some(first) = inv.hosts_with(HostRole::ControlPlane).next()
     {
         let server = format!("https://{}", socket(first.ssh.address, 6443));
         let yaml =
@@ -314,7 +315,7 @@ fn socket(addr: std::net::IpAddr, port: u16) -> String {
 }
 
 /// Every role's phase must be one the engine runs.
-fn check_role_phases(roles: &[RoleDef]) -> anyhow::Result<()> {
+fn check_role_phases(roles: &[ComponentRole]) -> anyhow::Result<()> {
     for r in roles {
         if r.phase != "addons" && !PHASES.contains(&r.phase.as_str()) {
             anyhow::bail!(
@@ -361,15 +362,15 @@ fn ensure_pki(
     inv: &Inventory,
     dry_run: bool,
 ) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
-    let members = |role: Role| -> Vec<pki::Member> {
+    let members = |role: HostRole| -> Vec<pki::Member> {
         inv.hosts_with(role)
             .map(|h| pki::Member::new(h.name.clone(), h.ssh.address))
             .collect()
     };
     let spec = pki::PkiSpec {
         cluster_name: inv.cluster_name.clone(),
-        control_plane: members(Role::ControlPlane),
-        etcd: members(Role::Etcd),
+        control_plane: members(HostRole::ControlPlane),
+        etcd: members(HostRole::Etcd),
         nodes: inv
             .hosts
             .iter()

@@ -4,7 +4,7 @@
 use super::apply::{Env, apply_role, wait_healthy};
 use super::context::NodeContext;
 use super::plan::tera_context;
-use super::role::RoleDef;
+use super::role::ComponentRole;
 use crate::node::{Node, shell_quote};
 
 const ADDON_DIR: &str = "/etc/kubernetes/addons";
@@ -14,7 +14,7 @@ pub async fn apply(
     env: &Env<'_>,
     node: &Node,
     nc: &NodeContext,
-    role: &RoleDef,
+    role: &ComponentRole,
 ) -> anyhow::Result<Vec<String>> {
     // Files, binaries and units of the role itself, without its health checks (they usually
     // need the manifests applied first).

@@ -9,7 +9,7 @@ use super::artifacts::Artifacts;
 use super::context::NodeContext;
 use super::plan::{render_files, tera_context};
 use super::render::Renderer;
-use super::role::{RoleDef, parse_mode};
+use super::role::{ComponentRole, parse_mode};
 use crate::engine::context::ClusterContext;
 use crate::node::{Node, last_lines, shell_quote};
 
@@ -102,7 +102,7 @@ pub async fn apply_role(
     env: &Env<'_>,
     node: &Node,
     node_ctx: &NodeContext,
-    role: &RoleDef,
+    role: &ComponentRole,
 ) -> Result<Outcome, ApplyError> {
     let name = role.name.clone();
     let n_err = |source| ApplyError::Node {
@@ -330,10 +330,12 @@ pub async fn apply_role(
 pub async fn stage_binaries(
     artifacts: &Artifacts,
     node: &Node,
-    roles: &[&RoleDef],
+    roles: &[&ComponentRole],
 ) -> Result<(Vec<String>, std::collections::BTreeSet<String>), ApplyError> {
-    let mut wants: std::collections::BTreeMap<String, (&RoleDef, &super::artifacts::Artifact)> =
-        std::collections::BTreeMap::new();
+    let mut wants: std::collections::BTreeMap<
+        String,
+        (&ComponentRole, &super::artifacts::Artifact),
+    > = std::collections::BTreeMap::new();
     for role in roles {
         for b in &role.binaries {
             let a = artifacts

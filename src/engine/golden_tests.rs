@@ -21,22 +21,22 @@ use ipnet::IpNet;
 use super::context::{ClusterContext, Member, NodeContext, Peer, vtep_mac};
 use super::plan::{applies, render_files, tera_context};
 use super::render::{Renderer, roles};
-use super::role::RoleDef;
-use crate::inventory::Role;
+use super::role::ComponentRole;
+use crate::inventory::HostRole;
 use crate::osfamily::OsFamily;
 
 const CLUSTER: &str = "lab";
 const OVERLAY_PORT: u16 = 8472;
 
 /// The fixture cluster: node1 runs everything, node2 and node3 are workers.
-const NODES: [(&str, &str, &[Role]); 3] = [
+const NODES: [(&str, &str, &[HostRole]); 3] = [
     (
         "node1",
         "192.168.56.11",
-        &[Role::Etcd, Role::ControlPlane, Role::Worker],
+        &[HostRole::Etcd, HostRole::ControlPlane, HostRole::Worker],
     ),
-    ("node2", "192.168.56.12", &[Role::Worker]),
-    ("node3", "192.168.56.13", &[Role::Worker]),
+    ("node2", "192.168.56.12", &[HostRole::Worker]),
+    ("node3", "192.168.56.13", &[HostRole::Worker]),
 ];
 
 const FAMILIES: [&str; 2] = ["rhel", "debian"];
@@ -158,12 +158,12 @@ struct Rendered {
 
 fn render_node(
     r: &Renderer,
-    all: &[RoleDef],
+    all: &[ComponentRole],
     cluster: &ClusterContext,
     node: &NodeContext,
 ) -> Rendered {
     let ctx = tera_context(cluster, node);
-    let host_roles: BTreeSet<Role> = NODES
+    let host_roles: BTreeSet<HostRole> = NODES
         .iter()
         .find(|(n, _, _)| *n == node.name)
         .map(|(_, _, roles)| roles.iter().copied().collect())
@@ -182,7 +182,7 @@ fn render_node(
     ));
     let render = |s: &str| r.render_str(s, &ctx).unwrap();
     // In phase order, as the engine applies them.
-    let mut ordered: Vec<&RoleDef> = all.iter().collect();
+    let mut ordered: Vec<&ComponentRole> = all.iter().collect();
     ordered.sort_by_key(|role| phases().iter().position(|p| *p == role.phase));
     for role in ordered {
         if !role.applies_to(&host_roles) || !applies(r, role, &ctx).unwrap() {

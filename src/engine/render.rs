@@ -6,7 +6,7 @@
 use include_dir::{Dir, include_dir};
 use tera::Tera;
 
-use super::role::{RoleDef, RoleError};
+use super::role::{ComponentRole, RoleError};
 
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 static ROLES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/roles");
@@ -112,7 +112,7 @@ fn is_role_file(f: &include_dir::File<'_>) -> bool {
 }
 
 /// Every role shipped in `roles/<component>/role.yaml`, in directory-name order.
-pub fn roles() -> Result<Vec<RoleDef>, RenderError> {
+pub fn roles() -> Result<Vec<ComponentRole>, RenderError> {
     let mut files: Vec<_> = ROLES
         .dirs()
         .flat_map(|d| d.files())
@@ -123,7 +123,7 @@ pub fn roles() -> Result<Vec<RoleDef>, RenderError> {
     for f in files {
         let name = f.path().to_string_lossy().into_owned();
         let text = f.contents_utf8().unwrap_or_default();
-        out.push(RoleDef::parse(&name, text)?);
+        out.push(ComponentRole::parse(&name, text)?);
     }
     Ok(out)
 }

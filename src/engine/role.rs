@@ -1,4 +1,4 @@
-//! Role definitions: the data that says what a component puts on a node.
+//! Component roles: the data that says what a component puts on a node.
 //!
 //! A role file (`roles/<component>/role.yaml`, its templates beside it) names the phase that
 //! applies it, the inventory roles whose hosts get it, the host packages and the binaries from
@@ -10,17 +10,17 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use crate::inventory::Role;
+use crate::inventory::HostRole;
 use crate::osfamily::OsFamily;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RoleDef {
+pub struct ComponentRole {
     pub name: String,
     /// The phase that applies this role (etcd, control-plane, runtime, kubelet, overlay, ...).
     pub phase: String,
     /// Hosts with any of these inventory roles get this role.
-    pub hosts: BTreeSet<Role>,
+    pub hosts: BTreeSet<HostRole>,
     #[serde(default)]
     pub description: String,
     /// Packages from the host's OS package manager, installed only when missing (see
@@ -242,12 +242,13 @@ pub enum RoleError {
     },
 }
 
-impl RoleDef {
-    pub fn parse(file: &str, text: &str) -> Result<RoleDef, RoleError> {
-        let role: RoleDef = serde_yaml::from_str(text).map_err(|source| RoleError::Parse {
-            file: file.to_string(),
-            source,
-        })?;
+impl ComponentRole {
+    pub fn parse(file: &str, text: &str) -> Result<ComponentRole, RoleError> {
+        let role: ComponentRole =
+            serde_yaml::from_str(text).map_err(|source| RoleError::Parse {
+                file: file.to_string(),
+                source,
+            })?;
         for f in &role.files {
             parse_mode(&f.mode).ok_or_else(|| RoleError::Mode {
                 file: file.to_string(),
@@ -265,7 +266,7 @@ impl RoleDef {
         Ok(role)
     }
 
-    pub fn applies_to(&self, roles: &BTreeSet<Role>) -> bool {
+    pub fn applies_to(&self, roles: &BTreeSet<HostRole>) -> bool {
         self.hosts.iter().any(|r| roles.contains(r))
     }
 }
@@ -283,23 +284,23 @@ mod tests {
 
     #[test]
     fn parses_a_role() {
-        let r = RoleDef::parse(
+        let r = ComponentRole::parse(
             "etcd.yaml",
             "name: etcd\nphase: etcd\nhosts: [etcd]\nbinaries: [{name: etcd}]\nfiles:\n  - {template: etcd/etcd.service, dest: /etc/systemd/system/etcd.service}\nunits: [etcd]\n",
         )
         .unwrap();
         assert_eq!(r.files[0].mode, "0644");
-        assert!(r.applies_to(&[Role::Etcd].into_iter().collect()));
-        assert!(!r.applies_to(&[Role::Worker].into_iter().collect()));
+        assert!(r.applies_to(&[HostRole::Etcd].into_iter().collect()));
+        assert!(!r.applies_to(&[HostRole::Worker].into_iter().collect()));
     }
 
     #[test]
     fn rejects_unknown_fields_and_bad_modes() {
-        let e =
-            RoleDef::parse("x.yaml", "name: x\nphase: p\nhosts: [worker]\nbogus: 1\n").unwrap_err();
+        let e = ComponentRole::parse("x.yaml", "name: x\nphase: p\nhosts: [worker]\nbogus: 1\n")
+            .unwrap_err();
         let chain = format!("{:#}", anyhow::Error::from(e));
         assert!(chain.contains("unknown field `bogus`"), "{chain}");
-        let e = RoleDef::parse(
+        let e = ComponentRole::parse(
             "x.yaml",
             "name: x\nphase: p\nhosts: [worker]\nfiles: [{template: a, dest: /a, mode: \"0999\"}]\n",
         )
@@ -312,7 +313,7 @@ mod tests {
 
     #[test]
     fn packages_per_family() {
-        let r = RoleDef::parse(
+        let r = ComponentRole::parse(
             "x/role.yaml",
             "name: x\nphase: p\nhosts: [worker]\npackages:\n  - haproxy\n  - {name: iptables, rhel: /usr/sbin/iptables, present_if: iptables}\n",
         )
@@ -328,7 +329,7 @@ mod tests {
             "command -v iptables >/dev/null 2>&1"
         );
         assert!(
-            RoleDef::parse(
+            ComponentRole::parse(
                 "y",
                 "name: y\nphase: p\nhosts: [worker]\npackages: [{nme: a}]\n"
             )

@@ -391,7 +391,7 @@ pub async fn run(
     let overlay_mtu = ctxs.values().map(|c| c.overlay_mtu).min().unwrap_or(1450);
     let cp = nodes
         .iter()
-        .find(|n| n.host.has_role(crate::inventory::Role::ControlPlane));
+        .find(|n| n.host.has_role(crate::inventory::HostRole::ControlPlane));
 
     // Everything after this point is undone by the teardown, also on Ctrl-C.
     let body = async {
