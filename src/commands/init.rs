@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ipnet::IpNet;
 
-use super::connect::{load_inventory, ssh_config};
+use super::connect::load_inventory;
 use crate::cli::SshArgs;
 use crate::engine::apply::{Env, apply_role, stage_binaries};
 use crate::engine::artifacts::Artifacts;
@@ -19,6 +19,7 @@ use crate::engine::render::{self, Renderer};
 use crate::engine::role::ComponentRole;
 use crate::engine::runner::Runner;
 use crate::engine::{addons, images, plan, subnets};
+use crate::fleet::{open_nodes, ssh_config};
 use crate::inventory::{HostRole, Inventory};
 use crate::node::Node;
 use crate::paths::{Paths, ensure_private_dir};
@@ -63,7 +64,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
             preflight::CHECKS.join(", ")
         );
     }
-    let cfg = ssh_config(paths, &inv, a.ssh)?;
+    let cfg = ssh_config(paths, &inv, &a.ssh.fleet())?;
     let cluster_dir = paths.cluster_dir(&inv.cluster_name);
     ensure_private_dir(&cluster_dir)
         .with_context(|| format!("cannot create {}", cluster_dir.display()))?;
@@ -87,7 +88,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     }
     let hosts: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
 
-    let nodes = super::connect::open_nodes(&mut runner, &inv, &cfg, a.dry_run).await;
+    let nodes = open_nodes(&mut runner, &inv, &cfg, a.dry_run).await;
 
     // preflight
     let all: Vec<&Node> = nodes.iter().collect();
