@@ -17,9 +17,6 @@ use crate::inventory::Inventory;
 use crate::node::Node;
 use crate::paths::Paths;
 
-/// The phases `overlay up` runs: node-prep (sysctls, modules, firewalld) and overlay.
-const OVERLAY_PHASES: &[&str] = &["node-prep", "overlay"];
-
 pub async fn run(
     paths: &Paths,
     command: OverlayCommand,
@@ -44,7 +41,7 @@ pub async fn run(
                     ssh: &ssh,
                     json,
                     verbose,
-                    only_phases: Some(OVERLAY_PHASES),
+                    only_phases: Some(crate::engine::action::init::OVERLAY_COMPONENTS),
                     only_hosts: None,
                     command: "overlay up",
                 },

@@ -43,7 +43,7 @@ const FAMILIES: [&str; 2] = ["rhel", "debian"];
 
 /// The engine's phases, in the order it runs them.
 fn phases() -> Vec<&'static str> {
-    let mut p = crate::commands::init::PHASES.to_vec();
+    let mut p = crate::engine::action::init::COMPONENTS.to_vec();
     p.push("addons");
     p
 }
