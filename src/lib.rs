@@ -9,6 +9,7 @@ pub mod engine;
 pub mod facts;
 pub mod fanout;
 pub mod fleet;
+pub mod hash;
 pub mod inventory;
 pub mod lab;
 pub mod mux;

@@ -11,6 +11,7 @@ pub mod context;
 mod golden_tests;
 pub mod image_archive;
 pub mod images;
+pub mod kubectl;
 pub mod packages;
 pub mod phase;
 pub mod plan;

@@ -43,7 +43,7 @@ pub struct Renderer {
 impl Renderer {
     /// Load every embedded template.
     pub fn new() -> Result<Self, RenderError> {
-        let mut tera = Tera::default();
+        let mut tera = new_tera();
         let mut files = Vec::new();
         collect(&TEMPLATES, &mut files);
         collect(&ROLES, &mut files);
@@ -54,8 +54,6 @@ impl Renderer {
                     detail: chain(&e),
                 })?;
         }
-        tera.autoescape_on(vec![]);
-        tera.register_filter("sh", sh_filter);
         Ok(Renderer { tera })
     }
 
@@ -79,6 +77,15 @@ impl Renderer {
     pub fn has(&self, name: &str) -> bool {
         self.tera.get_template_names().any(|n| n == name)
     }
+}
+
+/// A tera instance as every template of director-boot is rendered (node files, app files): no
+/// HTML escaping, and the `sh` filter.
+pub(crate) fn new_tera() -> Tera {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.register_filter("sh", sh_filter);
+    tera
 }
 
 /// `{{ value | sh }}`: the value single-quoted for a POSIX shell.
