@@ -51,6 +51,18 @@ pub struct SshArgs {
     pub command_timeout: u64,
 }
 
+impl SshArgs {
+    /// The plain options the fleet takes.
+    pub fn fleet(&self) -> crate::fleet::FleetOptions {
+        crate::fleet::FleetOptions {
+            concurrency: self.concurrency as usize,
+            accept_new_host_keys: self.accept_new_host_keys,
+            connect_timeout_secs: self.connect_timeout,
+            command_timeout_secs: self.command_timeout,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check an inventory without touching any host.

@@ -3,10 +3,13 @@
 pub mod apps;
 pub mod catalog;
 pub mod cli;
+pub mod cluster_state;
 pub mod commands;
 pub mod engine;
 pub mod facts;
 pub mod fanout;
+pub mod fleet;
+pub mod hash;
 pub mod inventory;
 pub mod lab;
 pub mod mux;

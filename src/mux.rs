@@ -17,7 +17,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::cli::SshArgs;
-use crate::commands::connect::{connect, load_inventory, ssh_config};
+use crate::commands::connect::load_inventory;
+use crate::fleet::{connect, ssh_config};
 use crate::inventory::{Host, Inventory};
 use crate::paths::{Paths, ensure_private_dir};
 use crate::ssh::{Output, Session, Stream};
@@ -171,7 +172,7 @@ pub async fn serve(
     socket: &Path,
 ) -> anyhow::Result<()> {
     let inv = Arc::new(load_inventory(inventory)?);
-    let cfg = Arc::new(ssh_config(paths, &inv, args)?);
+    let cfg = Arc::new(ssh_config(paths, &inv, &args.fleet())?);
     let dir = socket.parent().context("socket path has no directory")?;
     ensure_private_dir(dir)?;
     // A socket nobody answers on is a leftover of a dead agent.

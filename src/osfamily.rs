@@ -2,6 +2,17 @@
 
 use serde::Serialize;
 
+use crate::node::shell_quote;
+
+/// A package name as a shell word: bare when it is one already (the usual case, and what a
+/// reader of the command expects), quoted otherwise.
+pub(crate) fn shell_word(p: &str) -> String {
+    let plain = !p.is_empty()
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-/:@=".contains(c));
+    if plain { p.to_string() } else { shell_quote(p) }
+}
+
 /// The parts of /etc/os-release director-boot looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OsRelease {
@@ -46,8 +57,6 @@ pub enum OsFamily {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FamilyTraits {
     pub family: OsFamily,
-    /// Command prefix that installs packages non-interactively.
-    pub install_packages: &'static str,
     /// Whether hosts of this family usually run firewalld (ports must be opened there).
     pub firewalld: bool,
     /// Whether SELinux is expected (and kept enforcing).
@@ -78,18 +87,45 @@ impl OsFamily {
         match self {
             OsFamily::Rhel => FamilyTraits {
                 family: self,
-                install_packages: "dnf install -y",
                 firewalld: true,
                 selinux: true,
                 cni_bin_dir: "/opt/cni/bin",
             },
             OsFamily::Debian => FamilyTraits {
                 family: self,
-                install_packages: "DEBIAN_FRONTEND=noninteractive apt-get install -y",
                 firewalld: false,
                 selinux: false,
                 cni_bin_dir: "/usr/lib/cni",
             },
+        }
+    }
+
+    /// A read-only shell test that succeeds when `package` is installed. On RHEL-family hosts
+    /// `package` may also be a file path (`/usr/sbin/iptables`): rpm resolves what provides it.
+    pub fn package_installed(self, package: &str) -> String {
+        let q = shell_word(package);
+        match self {
+            OsFamily::Rhel => format!("rpm -q --quiet --whatprovides {q}"),
+            OsFamily::Debian => {
+                format!("dpkg-query -W -f='${{Status}}' {q} 2>/dev/null | grep -q 'ok installed'")
+            }
+        }
+    }
+
+    /// The root command that installs `packages` non-interactively. apt's index is refreshed
+    /// only when the first try fails, so a host whose index is current never needs a mirror
+    /// for the lists.
+    pub fn install_packages(self, packages: &[String]) -> String {
+        let list = packages
+            .iter()
+            .map(|p| shell_word(p))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match self {
+            OsFamily::Rhel => format!("dnf install -y {list}"),
+            OsFamily::Debian => format!(
+                "export DEBIAN_FRONTEND=noninteractive; apt-get install -y {list} || {{ apt-get update && apt-get install -y {list}; }}"
+            ),
         }
     }
 
@@ -128,6 +164,22 @@ mod tests {
             Some(OsFamily::Debian)
         );
         assert_eq!(os("ID=alpine\n"), None);
+    }
+
+    #[test]
+    fn package_commands() {
+        assert_eq!(
+            OsFamily::Rhel.install_packages(&["/usr/sbin/iptables".into(), "haproxy".into()]),
+            "dnf install -y /usr/sbin/iptables haproxy"
+        );
+        assert_eq!(
+            OsFamily::Debian.install_packages(&["iptables".into()]),
+            "export DEBIAN_FRONTEND=noninteractive; apt-get install -y iptables || { apt-get update && apt-get install -y iptables; }"
+        );
+        assert_eq!(
+            OsFamily::Rhel.package_installed("haproxy"),
+            "rpm -q --quiet --whatprovides haproxy"
+        );
     }
 
     #[test]

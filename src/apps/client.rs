@@ -51,7 +51,8 @@ pub fn resolve_kubeconfig(
         }
     }
     let clusters = paths.state.join("clusters");
-    let admin = |name: &str| paths.cluster_dir(name).join("admin.conf");
+    let admin =
+        |name: &str| crate::cluster_state::ClusterState::new(paths, name).admin_kubeconfig();
     if let Some(name) = &target.cluster_name {
         let file = admin(name);
         if !file.exists() {

@@ -438,15 +438,7 @@ fn prune(v: &mut Value) {
     }
 }
 
-use crate::engine::render::chain;
-
-fn sh_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    Ok(Value::String(crate::node::shell_quote(&text)))
-}
+use crate::engine::render::{chain, new_tera};
 
 struct Renderer<'a> {
     inp: &'a Input<'a>,
@@ -457,9 +449,7 @@ struct Renderer<'a> {
 
 impl<'a> Renderer<'a> {
     fn new(inp: &'a Input<'a>, p: &mut Problems) -> Option<Self> {
-        let mut tera = Tera::default();
-        tera.autoescape_on(vec![]);
-        tera.register_filter("sh", sh_filter);
+        let mut tera = new_tera();
         let mut ok = true;
         for (name, text) in source::base_templates() {
             let shown = format!("catalog/{}/{name}", source::BASE);

@@ -7,7 +7,7 @@ use crate::pki;
 
 pub fn run(paths: &Paths, inventory: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let inv = load_inventory(inventory)?;
-    let dir = paths.cluster_dir(&inv.cluster_name).join("pki");
+    let dir = crate::cluster_state::ClusterState::new(paths, &inv.cluster_name).pki_dir();
     if !dir.exists() {
         anyhow::bail!(
             "no PKI for cluster {} at {} yet: run director-boot init first",

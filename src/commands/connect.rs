@@ -1,15 +1,8 @@
-//! Shared by every command that reaches hosts: load the inventory, build the SSH settings,
-//! and connect to the chosen hosts in parallel.
+//! Shared by every command that reads an inventory: load it, warnings on stderr.
 
 use std::path::Path;
-use std::time::Duration;
 
-use anyhow::Context;
-
-use crate::cli::SshArgs;
-use crate::inventory::{self, Host, Inventory, Role};
-use crate::paths::{Paths, ensure_private_dir};
-use crate::ssh::{Session, SshConfig};
+use crate::inventory::{self, Inventory};
 
 pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
     let inv = inventory::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -17,115 +10,4 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
         eprintln!("warning: {w}");
     }
     Ok(inv)
-}
-
-pub fn ssh_config(paths: &Paths, inv: &Inventory, args: &SshArgs) -> anyhow::Result<SshConfig> {
-    ensure_private_dir(&paths.state)
-        .with_context(|| format!("cannot create state dir {}", paths.state.display()))?;
-    Ok(SshConfig {
-        known_hosts: inv
-            .ssh
-            .known_hosts
-            .clone()
-            .unwrap_or_else(|| paths.known_hosts()),
-        accept_new_host_keys: args.accept_new_host_keys,
-        connect_timeout: Duration::from_secs(
-            args.connect_timeout.unwrap_or(inv.ssh.connect_timeout_secs),
-        ),
-        command_timeout: Duration::from_secs(args.command_timeout),
-        bastion: inv.ssh.bastion.clone(),
-    })
-}
-
-/// Hosts matching a comma-separated list of role or host names; all hosts for `None`.
-pub fn select_hosts(inv: &Inventory, filter: Option<&str>) -> anyhow::Result<Vec<Host>> {
-    let Some(filter) = filter else {
-        return Ok(inv.hosts.clone());
-    };
-    let mut chosen = Vec::new();
-    for word in filter.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        let role = Role::ALL.into_iter().find(|r| r.as_str() == word);
-        let matched: Vec<&Host> = inv
-            .hosts
-            .iter()
-            .filter(|h| h.name == word || role.is_some_and(|r| h.has_role(r)))
-            .collect();
-        if matched.is_empty() {
-            anyhow::bail!(
-                "--hosts {word}: no host or role of that name in {} (roles: etcd, control-plane, worker)",
-                inv.path.display()
-            );
-        }
-        for h in matched {
-            if !chosen.iter().any(|c: &Host| c.name == h.name) {
-                chosen.push(h.clone());
-            }
-        }
-    }
-    Ok(chosen)
-}
-
-/// Open a session to one host.
-pub async fn connect(host: &Host, cfg: &SshConfig) -> anyhow::Result<Session> {
-    Ok(Session::connect(&host.name, &host.ssh, host.sudo, cfg).await?)
-}
-
-/// An address of another host (for the route a host uses inside the cluster); a single-host
-/// cluster asks for its own address.
-pub fn peer_of(inv: &Inventory, host: &Host) -> String {
-    inv.hosts
-        .iter()
-        .find(|h| h.name != host.name)
-        .unwrap_or(host)
-        .ssh
-        .address
-        .to_string()
-}
-
-/// The `connect` phase: open every host (session + facts) in parallel; a host that cannot be
-/// reached is marked failed in the runner and left out of everything after.
-pub async fn open_nodes(
-    runner: &mut crate::engine::runner::Runner,
-    inv: &Inventory,
-    cfg: &SshConfig,
-    dry_run: bool,
-) -> Vec<crate::node::Node> {
-    runner.say(&format!("[connect] {} hosts", inv.hosts.len()));
-    let items: Vec<_> = inv
-        .hosts
-        .iter()
-        .map(|h| (h.clone(), peer_of(inv, h)))
-        .collect();
-    let opened = crate::fanout::for_each(
-        items,
-        runner.limit,
-        |(h, _)| h.name.clone(),
-        |(h, peer)| {
-            let cfg = cfg.clone();
-            async move { Ok(crate::node::Node::open(&h, &peer, &cfg, dry_run).await?) }
-        },
-    )
-    .await;
-    let mut nodes = Vec::new();
-    for r in opened {
-        let secs = r.elapsed.as_secs_f64();
-        match r.result {
-            Ok(n) => {
-                runner.say(&format!(
-                    "  {:<14} {} ({secs:.1} s)",
-                    r.host, n.facts.os.pretty_name
-                ));
-                nodes.push(n);
-            }
-            Err(e) => {
-                let msg = format!("{e:#}");
-                runner.say(&format!(
-                    "  {:<14} FAILED in connect: {msg} ({secs:.1} s)",
-                    r.host
-                ));
-                runner.fail(&r.host, "connect", msg);
-            }
-        }
-    }
-    nodes
 }

@@ -2,9 +2,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::connect::{connect, load_inventory, select_hosts, ssh_config};
+use super::connect::load_inventory;
 use crate::cli::SshArgs;
 use crate::fanout::{self, HostResult};
+use crate::fleet::{connect, select_hosts, ssh_config};
 use crate::mux::{self, Reply, Request};
 use crate::paths::Paths;
 use crate::ssh::{Output, Stream};
@@ -40,7 +41,7 @@ fn finish(out: Output) -> anyhow::Result<Output> {
 
 pub async fn run(paths: &Paths, inventory: &Path, a: ExecArgs<'_>) -> anyhow::Result<ExitCode> {
     let inv = load_inventory(inventory)?;
-    let cfg = ssh_config(paths, &inv, a.ssh)?;
+    let cfg = ssh_config(paths, &inv, &a.ssh.fleet())?;
     let targets = select_hosts(&inv, a.hosts)?;
     let command = a.command.join(" ");
     let width = targets.iter().map(|h| h.name.len()).max().unwrap_or(0);

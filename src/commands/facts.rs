@@ -1,9 +1,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::connect::{load_inventory, peer_of, ssh_config};
+use super::connect::load_inventory;
 use crate::cli::SshArgs;
 use crate::fanout;
+use crate::fleet::{peer_of, ssh_config};
 use crate::node::Node;
 use crate::paths::Paths;
 use crate::progress::HostProgress;
@@ -15,7 +16,7 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let inv = load_inventory(inventory)?;
-    let cfg = ssh_config(paths, &inv, args)?;
+    let cfg = ssh_config(paths, &inv, &args.fleet())?;
     let progress = HostProgress::new(json);
     let items: Vec<_> = inv
         .hosts

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::connect::{load_inventory, peer_of, select_hosts, ssh_config};
+use super::connect::load_inventory;
 use crate::cli::{ImagesCommand, SshArgs};
 use crate::engine::image_archive::ImageArchive;
 use crate::engine::images::{Ctr, LoadError, LoadPhase, LoadState, Loaded, load_archives};
 use crate::fanout::{self, HostResult};
+use crate::fleet::{peer_of, select_hosts, ssh_config};
 use crate::node::Node;
 use crate::paths::Paths;
 use crate::progress::HostProgress;
@@ -110,7 +111,7 @@ pub fn describe(host: &str, l: &Loaded) -> String {
 
 async fn load(paths: &Paths, a: LoadArgs<'_>) -> anyhow::Result<ExitCode> {
     let inv = load_inventory(a.inventory)?;
-    let cfg = ssh_config(paths, &inv, a.ssh)?;
+    let cfg = ssh_config(paths, &inv, &a.ssh.fleet())?;
     let targets = select_hosts(&inv, a.hosts)?;
     let archives = open_archives(a.files).await?;
     let progress = HostProgress::new(a.json);

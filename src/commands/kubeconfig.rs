@@ -81,7 +81,7 @@ pub fn merge_into_user_config(admin: &str, cluster: &str) -> anyhow::Result<()> 
     let path = dir.join("config");
     let existing = std::fs::read_to_string(&path).ok();
     let (text, ctx) = merge(existing.as_deref(), admin, cluster)?;
-    super::init::write_private(&path, text.as_bytes())?;
+    crate::cluster_state::write_private(&path, text.as_bytes())?;
     eprintln!("merged into {} as context {ctx}", path.display());
     Ok(())
 }

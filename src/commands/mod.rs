@@ -14,7 +14,7 @@ mod exec;
 mod facts;
 pub mod images;
 pub mod init;
-mod kubeconfig;
+pub mod kubeconfig;
 mod lab;
 mod netcheck;
 mod overlay;

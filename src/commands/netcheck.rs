@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::connect::{load_inventory, ssh_config};
+use super::connect::load_inventory;
 use crate::cli::SshArgs;
+use crate::cluster_state::ClusterState;
 use crate::engine::render::Renderer;
 use crate::engine::runner::Runner;
+use crate::fleet::ssh_config;
 use crate::netcheck::model::Thresholds;
 use crate::netcheck::run::{Options, Pairs};
 use crate::netcheck::{html, report, run};
@@ -39,15 +41,15 @@ pub async fn run(paths: &Paths, a: NetcheckArgs<'_>) -> anyhow::Result<ExitCode>
             "--min-efficiency is a fraction of the underlay (e.g. 0.8) and --max-udp-loss a fraction of the datagrams (e.g. 0.01)"
         );
     }
-    let cfg = ssh_config(paths, &inv, a.ssh)?;
-    let cluster_dir = paths.cluster_dir(&inv.cluster_name);
+    let cfg = ssh_config(paths, &inv, &a.ssh.fleet())?;
+    let state = ClusterState::new(paths, &inv.cluster_name);
     let subnets = super::overlay::recorded_subnets(paths, &inv, a.inventory)?;
     let mut runner = Runner::new(
         false,
         a.ssh.concurrency as usize,
         a.verbose,
         a.json,
-        Some(&cluster_dir.join("logs")),
+        Some(&state.logs_dir()),
     );
     let opts = Options {
         pairs: a.pairs,
@@ -61,7 +63,7 @@ pub async fn run(paths: &Paths, a: NetcheckArgs<'_>) -> anyhow::Result<ExitCode>
         probe_binary: a.probe_binary,
         pair_timeout: Duration::from_secs(a.pair_timeout),
         mode: a.mode,
-        cluster_up: cluster_dir.join("admin.conf").exists(),
+        cluster_up: state.admin_kubeconfig().exists(),
         cache_dir: paths.cache.clone(),
     };
     let rep = run::run(&mut runner, &inv, &cfg, &subnets, &opts).await?;

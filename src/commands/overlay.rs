@@ -6,17 +6,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::connect::{load_inventory, open_nodes, ssh_config};
+use super::connect::load_inventory;
 use crate::cli::OverlayCommand;
+use crate::cluster_state::ClusterState;
 use crate::engine::context::{self, NodeContext, POD_BRIDGE, VXLAN_DEVICE};
 use crate::engine::render::Renderer;
 use crate::engine::runner::Runner;
+use crate::fleet::{open_nodes, ssh_config};
 use crate::inventory::Inventory;
 use crate::node::Node;
 use crate::paths::Paths;
-
-/// The phases `overlay up` runs: node-prep (sysctls, modules, firewalld) and overlay.
-const OVERLAY_PHASES: &[&str] = &["node-prep", "overlay"];
 
 pub async fn run(
     paths: &Paths,
@@ -42,7 +41,7 @@ pub async fn run(
                     ssh: &ssh,
                     json,
                     verbose,
-                    only_phases: Some(OVERLAY_PHASES),
+                    only_phases: Some(crate::engine::action::init::OVERLAY_COMPONENTS),
                     only_hosts: None,
                     command: "overlay up",
                 },
@@ -51,7 +50,7 @@ pub async fn run(
         }
         OverlayCommand::Status { inventory, ssh } => {
             let inv = load_inventory(&inventory)?;
-            let cfg = ssh_config(paths, &inv, &ssh)?;
+            let cfg = ssh_config(paths, &inv, &ssh.fleet())?;
             let subnets = recorded_subnets(paths, &inv, &inventory)?;
             let mut runner = Runner::new(false, ssh.concurrency as usize, verbose, json, None);
             let nodes = open_nodes(&mut runner, &inv, &cfg, false).await;
@@ -149,14 +148,14 @@ pub async fn run(
             if code != ExitCode::SUCCESS {
                 return Ok(code);
             }
-            let cfg = ssh_config(paths, &inv, &ssh)?;
+            let cfg = ssh_config(paths, &inv, &ssh.fleet())?;
             let subnets = recorded_subnets(paths, &inv, &inventory)?;
             let h = inv
                 .hosts
                 .iter()
                 .find(|h| h.name == host)
                 .context("host vanished")?;
-            let peer = super::connect::peer_of(&inv, h);
+            let peer = crate::fleet::peer_of(&inv, h);
             let node = Node::open(h, &peer, &cfg, false).await?;
             let nc = context::network_only(&inv, &subnets, std::slice::from_ref(&node))?
                 .remove(&host)
@@ -193,16 +192,15 @@ pub(super) fn recorded_subnets(
     inv: &Inventory,
     inventory: &std::path::Path,
 ) -> anyhow::Result<BTreeMap<String, ipnet::IpNet>> {
-    let file = paths.cluster_dir(&inv.cluster_name).join("subnets.json");
-    let text = std::fs::read_to_string(&file).with_context(|| {
+    let state = ClusterState::new(paths, &inv.cluster_name);
+    state.subnets()?.with_context(|| {
         format!(
             "no overlay recorded for cluster {} ({} is missing): run `director-boot init {}` (or `overlay up`) first",
             inv.cluster_name,
-            file.display(),
+            state.subnets_file().display(),
             inventory.display()
         )
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", file.display()))
+    })
 }
 
 async fn host_status(n: &Node, script: &str) -> anyhow::Result<String> {

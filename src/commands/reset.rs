@@ -4,13 +4,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::connect::{load_inventory, ssh_config};
+use super::connect::load_inventory;
 use crate::cli::SshArgs;
+use crate::cluster_state::ClusterState;
 use crate::engine::context;
 use crate::engine::render::{self, Renderer};
 use crate::engine::reset;
 use crate::engine::runner::Runner;
 use crate::engine::subnets;
+use crate::fleet::{open_nodes, ssh_config};
 use crate::paths::Paths;
 
 pub async fn run(
@@ -30,8 +32,8 @@ pub async fn run(
             inv.hosts.len()
         );
     }
-    let cfg = ssh_config(paths, &inv, args)?;
-    let cluster_dir = paths.cluster_dir(&inv.cluster_name);
+    let cfg = ssh_config(paths, &inv, &args.fleet())?;
+    let state = ClusterState::new(paths, &inv.cluster_name);
     let renderer = Renderer::new()?;
     let roles = render::roles()?;
     let mut runner = Runner::new(
@@ -39,15 +41,11 @@ pub async fn run(
         args.concurrency as usize,
         verbose,
         json,
-        Some(&cluster_dir.join("logs")),
+        Some(&state.logs_dir()),
     );
     let hosts: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
     // Subnets only feed path templates here; any consistent assignment will do.
-    let recorded: BTreeMap<String, ipnet::IpNet> =
-        std::fs::read_to_string(cluster_dir.join("subnets.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+    let recorded = state.subnets().ok().flatten().unwrap_or_default();
     let subnets = subnets::allocate(
         &recorded,
         &hosts,
@@ -56,7 +54,7 @@ pub async fn run(
     )?;
     let cluster = context::cluster(&inv, &subnets, "", BTreeMap::new())?;
 
-    let nodes = super::connect::open_nodes(&mut runner, &inv, &cfg, false).await;
+    let nodes = open_nodes(&mut runner, &inv, &cfg, false).await;
     let (renderer_ref, roles_ref, cluster_ref, inv_ref) = (&renderer, &roles, &cluster, &inv);
     runner
         .phase("reset", nodes.iter().collect(), |n| async move {
@@ -69,9 +67,9 @@ pub async fn run(
             Ok(out.stdout.lines().map(str::to_string).collect())
         })
         .await;
-    if forget && !runner.failed_any(&hosts) && cluster_dir.exists() {
-        std::fs::remove_dir_all(&cluster_dir)?;
-        runner.say(&format!("removed local state {}", cluster_dir.display()));
+    if forget && !runner.failed_any(&hosts) && state.exists() {
+        state.forget()?;
+        runner.say(&format!("removed local state {}", state.dir().display()));
     }
     Ok(runner.finish("reset", &hosts))
 }

@@ -3,18 +3,18 @@
 
 use super::apply::{Env, apply_role, wait_healthy};
 use super::context::NodeContext;
+use super::kubectl::Kubectl;
 use super::plan::tera_context;
-use super::role::RoleDef;
-use crate::node::{Node, shell_quote};
+use super::role::ComponentRole;
+use crate::node::Node;
 
 const ADDON_DIR: &str = "/etc/kubernetes/addons";
-const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
 pub async fn apply(
     env: &Env<'_>,
     node: &Node,
     nc: &NodeContext,
-    role: &RoleDef,
+    role: &ComponentRole,
 ) -> anyhow::Result<Vec<String>> {
     // Files, binaries and units of the role itself, without its health checks (they usually
     // need the manifests applied first).
@@ -37,12 +37,9 @@ pub async fn apply(
             continue;
         }
         node.ensure_file(&pending, text.as_bytes(), 0o600).await?;
-        node.sudo_ok(&format!(
-            "{KUBECTL} apply --server-side --force-conflicts --field-manager=director-boot -f {p} && mv -f {p} {d}",
-            p = shell_quote(&pending),
-            d = shell_quote(&dest)
-        ))
-        .await?;
+        Kubectl::on(node)
+            .apply_file_then_move(&pending, &dest)
+            .await?;
         changes.push(format!("applied {m}"));
     }
     if !node.dry_run {

@@ -9,7 +9,7 @@ use super::artifacts::Artifacts;
 use super::context::NodeContext;
 use super::plan::{render_files, tera_context};
 use super::render::Renderer;
-use super::role::{RoleDef, parse_mode};
+use super::role::{ComponentRole, parse_mode};
 use crate::engine::context::ClusterContext;
 use crate::node::{Node, last_lines, shell_quote};
 
@@ -104,7 +104,7 @@ pub async fn apply_role(
     env: &Env<'_>,
     node: &Node,
     node_ctx: &NodeContext,
-    role: &RoleDef,
+    role: &ComponentRole,
 ) -> Result<Outcome, ApplyError> {
     let name = role.name.clone();
     let n_err = |source| ApplyError::Node {
@@ -193,6 +193,25 @@ pub async fn apply_role(
             "{} dir {p}",
             if dry { "would create" } else { "created" }
         ));
+    }
+
+    // Host packages before the files: a unit may run what a package brings.
+    if let Some(family) = node.facts.family {
+        let missing = super::packages::missing(node, family, &role.packages)
+            .await
+            .map_err(n_err)?;
+        if !missing.is_empty() {
+            if !dry {
+                node.sudo_ok(&family.install_packages(&missing))
+                    .await
+                    .map_err(n_err)?;
+            }
+            out.changes.push(format!(
+                "{} packages {}",
+                if dry { "would install" } else { "installed" },
+                missing.join(" ")
+            ));
+        }
     }
 
     let mut unit_files_changed = false;
@@ -318,10 +337,12 @@ pub async fn apply_role(
 pub async fn stage_binaries(
     artifacts: &Artifacts,
     node: &Node,
-    roles: &[&RoleDef],
+    roles: &[&ComponentRole],
 ) -> Result<(Vec<String>, std::collections::BTreeSet<String>), ApplyError> {
-    let mut wants: std::collections::BTreeMap<String, (&RoleDef, &super::artifacts::Artifact)> =
-        std::collections::BTreeMap::new();
+    let mut wants: std::collections::BTreeMap<
+        String,
+        (&ComponentRole, &super::artifacts::Artifact),
+    > = std::collections::BTreeMap::new();
     for role in roles {
         for b in &role.binaries {
             let a = artifacts

@@ -2,11 +2,9 @@
 //! written by scripts/build-mirror.sh or `artifacts fetch`), verified by sha256 before use.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -137,21 +135,10 @@ impl Artifacts {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
-    let io = |source| ArtifactError::Io {
+    crate::hash::sha256_file(path).map_err(|source| ArtifactError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    })
 }
 
 #[cfg(test)]

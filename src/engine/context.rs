@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::subnets::{from_end, nth};
 use crate::facts::Facts;
-use crate::inventory::{Host, Inventory, Role};
+use crate::inventory::{Host, HostRole, Inventory};
 use crate::osfamily::OsFamily;
 
 /// Bytes VXLAN adds to every packet (outer IPv4 + UDP + VXLAN + inner Ethernet).
@@ -152,7 +152,7 @@ pub fn vtep_mac(cluster: &str, node: &str) -> String {
         .join(":")
 }
 
-fn members(inv: &Inventory, role: Role) -> Vec<Member> {
+fn members(inv: &Inventory, role: HostRole) -> Vec<Member> {
     inv.hosts_with(role)
         .map(|h| Member {
             name: h.name.clone(),
@@ -181,8 +181,8 @@ pub fn cluster(
     kubernetes_version: &str,
     images: BTreeMap<String, String>,
 ) -> Result<ClusterContext, ContextError> {
-    let control_plane = members(inv, Role::ControlPlane);
-    let etcd = members(inv, Role::Etcd);
+    let control_plane = members(inv, HostRole::ControlPlane);
+    let etcd = members(inv, HostRole::Etcd);
     let svc = inv.network.service_cidr;
     let api_service_ip = nth(svc, 1).ok_or(ContextError::ServiceCidr(svc))?;
     let dns_ip = nth(svc, 10).ok_or(ContextError::ServiceCidr(svc))?;

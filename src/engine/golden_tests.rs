@@ -21,28 +21,29 @@ use ipnet::IpNet;
 use super::context::{ClusterContext, Member, NodeContext, Peer, vtep_mac};
 use super::plan::{applies, render_files, tera_context};
 use super::render::{Renderer, roles};
-use super::role::RoleDef;
-use crate::inventory::Role;
+use super::role::ComponentRole;
+use crate::inventory::HostRole;
+use crate::osfamily::OsFamily;
 
 const CLUSTER: &str = "lab";
 const OVERLAY_PORT: u16 = 8472;
 
 /// The fixture cluster: node1 runs everything, node2 and node3 are workers.
-const NODES: [(&str, &str, &[Role]); 3] = [
+const NODES: [(&str, &str, &[HostRole]); 3] = [
     (
         "node1",
         "192.168.56.11",
-        &[Role::Etcd, Role::ControlPlane, Role::Worker],
+        &[HostRole::Etcd, HostRole::ControlPlane, HostRole::Worker],
     ),
-    ("node2", "192.168.56.12", &[Role::Worker]),
-    ("node3", "192.168.56.13", &[Role::Worker]),
+    ("node2", "192.168.56.12", &[HostRole::Worker]),
+    ("node3", "192.168.56.13", &[HostRole::Worker]),
 ];
 
 const FAMILIES: [&str; 2] = ["rhel", "debian"];
 
 /// The engine's phases, in the order it runs them.
 fn phases() -> Vec<&'static str> {
-    let mut p = crate::commands::init::PHASES.to_vec();
+    let mut p = crate::engine::action::init::COMPONENTS.to_vec();
     p.push("addons");
     p
 }
@@ -161,12 +162,12 @@ struct Rendered {
 
 fn render_node(
     r: &Renderer,
-    all: &[RoleDef],
+    all: &[ComponentRole],
     cluster: &ClusterContext,
     node: &NodeContext,
 ) -> Rendered {
     let ctx = tera_context(cluster, node);
-    let host_roles: BTreeSet<Role> = NODES
+    let host_roles: BTreeSet<HostRole> = NODES
         .iter()
         .find(|(n, _, _)| *n == node.name)
         .map(|(_, _, roles)| roles.iter().copied().collect())
@@ -180,12 +181,12 @@ fn render_node(
     let mut plan = String::new();
     plan.push_str(&format!(
         "# What each role that applies to {} ({}) does there besides writing the files in this\n\
-         # directory; rendered from roles/*.yaml by the golden tests.\n",
+         # directory; rendered from roles/*/role.yaml by the golden tests.\n",
         node.name, node.family
     ));
     let render = |s: &str| r.render_str(s, &ctx).unwrap();
     // In phase order, as the engine applies them.
-    let mut ordered: Vec<&RoleDef> = all.iter().collect();
+    let mut ordered: Vec<&ComponentRole> = all.iter().collect();
     ordered.sort_by_key(|role| phases().iter().position(|p| *p == role.phase));
     for role in ordered {
         if !role.applies_to(&host_roles) || !applies(r, role, &ctx).unwrap() {
@@ -193,6 +194,19 @@ fn render_node(
         }
         out.roles.push(role.name.clone());
         plan.push_str(&format!("\n[{}] phase {}\n", role.name, role.phase));
+        let family = if node.family == "rhel" {
+            OsFamily::Rhel
+        } else {
+            OsFamily::Debian
+        };
+        for p in &role.packages {
+            plan.push_str(&format!(
+                "package {} unless `{}`: {}\n",
+                p.name(),
+                p.present_test(family),
+                family.install_packages(&[p.for_family(family).to_string()])
+            ));
+        }
         for b in &role.binaries {
             plan.push_str(&format!("binary {} -> {}\n", b.name, b.path()));
         }
@@ -765,7 +779,7 @@ fn ha_fixture_renders_load_balancer_vip_and_taint() {
     let mut node = fixture_node(&cluster, 1, "rhel");
     node.roles = vec!["etcd".into(), "control-plane".into()];
     let ctx = tera_context(&cluster, &node);
-    let host_roles: BTreeSet<Role> = [Role::Etcd, Role::ControlPlane].into();
+    let host_roles: BTreeSet<HostRole> = [HostRole::Etcd, HostRole::ControlPlane].into();
     let mut files = BTreeMap::new();
     let mut applied = Vec::new();
     for role in &all {

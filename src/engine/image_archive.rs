@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::hash::sha256_reader;
 
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -120,19 +120,6 @@ impl ImageArchive {
     pub fn references(&self) -> Vec<&str> {
         self.images.iter().map(|i| i.reference.as_str()).collect()
     }
-}
-
-fn sha256_reader(r: &mut impl Read) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// The compression a file starts with, if any.

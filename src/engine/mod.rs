@@ -2,6 +2,7 @@
 //! concerns with bounded parallelism, each able to report what it would change (dry-run) and to
 //! skip what is already right. Component phases are driven by role files (data); see `role.rs`.
 
+pub mod action;
 pub mod addons;
 pub mod apply;
 pub mod artifacts;
@@ -11,6 +12,9 @@ pub mod endpoint;
 mod golden_tests;
 pub mod image_archive;
 pub mod images;
+pub mod kubectl;
+pub mod packages;
+pub mod phase;
 pub mod plan;
 pub mod preflight;
 pub mod render;

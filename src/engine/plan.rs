@@ -2,7 +2,7 @@
 
 use super::context::{ClusterContext, NodeContext};
 use super::render::{RenderError, Renderer, merge_extra};
-use super::role::{MergeExtra, RoleDef, parse_mode};
+use super::role::{ComponentRole, MergeExtra, parse_mode};
 
 /// A file a node should hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub fn tera_context(cluster: &ClusterContext, node: &NodeContext) -> tera::Conte
 /// Render every template of `role` for one node (inventory extras merged in).
 pub fn render_files(
     r: &Renderer,
-    role: &RoleDef,
+    role: &ComponentRole,
     ctx: &tera::Context,
     node: &NodeContext,
 ) -> Result<Vec<DesiredFile>, RenderError> {
@@ -42,7 +42,7 @@ pub fn render_files(
         out.push(DesiredFile {
             dest,
             content: text.into_bytes(),
-            // RoleDef::parse already rejected bad modes.
+            // ComponentRole::parse already rejected bad modes.
             mode: parse_mode(&f.mode).unwrap_or(0o644),
         });
     }
@@ -50,7 +50,11 @@ pub fn render_files(
 }
 
 /// Whether a role's `when` condition holds for this context.
-pub fn applies(r: &Renderer, role: &RoleDef, ctx: &tera::Context) -> Result<bool, RenderError> {
+pub fn applies(
+    r: &Renderer,
+    role: &ComponentRole,
+    ctx: &tera::Context,
+) -> Result<bool, RenderError> {
     match &role.when {
         None => Ok(true),
         Some(cond) => {

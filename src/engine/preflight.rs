@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::inventory::Role;
+use crate::inventory::HostRole;
 use crate::node::Node;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,15 +57,15 @@ const REQUIRED_COMMANDS: &[&str] = &[
 ];
 
 /// Ports each role listens on, with the process expected to hold them on a re-run.
-fn role_ports(role: Role) -> &'static [(u16, &'static str)] {
+fn role_ports(role: HostRole) -> &'static [(u16, &'static str)] {
     match role {
-        Role::Etcd => &[(2379, "etcd"), (2380, "etcd")],
-        Role::ControlPlane => &[
+        HostRole::Etcd => &[(2379, "etcd"), (2380, "etcd")],
+        HostRole::ControlPlane => &[
             (6443, "kube-apiserver"),
             (10257, "kube-controller"),
             (10259, "kube-scheduler"),
         ],
-        Role::Worker => &[(10250, "kubelet"), (10256, "kube-proxy")],
+        HostRole::Worker => &[(10250, "kubelet"), (10256, "kube-proxy")],
     }
 }
 
@@ -105,7 +105,7 @@ pub async fn host_checks(node: &Node, peers: &[String]) -> anyhow::Result<Vec<Ch
             ),
         )
     });
-    let cp = node.host.has_role(Role::ControlPlane);
+    let cp = node.host.has_role(HostRole::ControlPlane);
     let (min_cpu, min_mem) = if cp { (2, 1700) } else { (1, 1024) };
     out.push(if f.cpus >= min_cpu {
         check("cpu", Verdict::Pass, format!("{} CPUs", f.cpus))

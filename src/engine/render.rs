@@ -1,10 +1,12 @@
-//! Templates and role files shipped inside the binary (from `templates/` and `roles/`), rendered
-//! with tera. Extra settings from the inventory are deep-merged into rendered YAML/TOML.
+//! Templates and role files shipped inside the binary, rendered with tera: a component's
+//! templates live beside its `roles/<component>/role.yaml` and are named `<component>/<file>`;
+//! templates of no component (lab, netcheck, scripts) live under `templates/`, named by their path
+//! there. Extra settings from the inventory are deep-merged into rendered YAML/TOML.
 
 use include_dir::{Dir, include_dir};
 use tera::Tera;
 
-use super::role::{RoleDef, RoleError};
+use super::role::{ComponentRole, RoleError};
 
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 static ROLES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/roles");
@@ -41,9 +43,10 @@ pub struct Renderer {
 impl Renderer {
     /// Load every embedded template.
     pub fn new() -> Result<Self, RenderError> {
-        let mut tera = Tera::default();
+        let mut tera = new_tera();
         let mut files = Vec::new();
         collect(&TEMPLATES, &mut files);
+        collect(&ROLES, &mut files);
         for (name, text) in files {
             tera.add_raw_template(&name, &text)
                 .map_err(|e| RenderError::Template {
@@ -51,8 +54,6 @@ impl Renderer {
                     detail: chain(&e),
                 })?;
         }
-        tera.autoescape_on(vec![]);
-        tera.register_filter("sh", sh_filter);
         Ok(Renderer { tera })
     }
 
@@ -78,6 +79,15 @@ impl Renderer {
     }
 }
 
+/// A tera instance as every template of director-boot is rendered (node files, app files): no
+/// HTML escaping, and the `sh` filter.
+pub(crate) fn new_tera() -> Tera {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.register_filter("sh", sh_filter);
+    tera
+}
+
 /// `{{ value | sh }}`: the value single-quoted for a POSIX shell.
 fn sh_filter(
     value: &tera::Value,
@@ -91,7 +101,7 @@ fn sh_filter(
 }
 
 fn collect(dir: &Dir<'_>, out: &mut Vec<(String, String)>) {
-    for f in dir.files() {
+    for f in dir.files().filter(|f| !is_role_file(f)) {
         if let Some(text) = f.contents_utf8() {
             out.push((f.path().to_string_lossy().into_owned(), text.to_string()));
         }
@@ -101,18 +111,26 @@ fn collect(dir: &Dir<'_>, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// Every role file shipped in `roles/`, in file-name order.
-pub fn roles() -> Result<Vec<RoleDef>, RenderError> {
+/// The file in each component directory that defines the role; the rest are its templates.
+const ROLE_FILE: &str = "role.yaml";
+
+fn is_role_file(f: &include_dir::File<'_>) -> bool {
+    f.path().file_name().is_some_and(|n| n == ROLE_FILE)
+}
+
+/// Every role shipped in `roles/<component>/role.yaml`, in directory-name order.
+pub fn roles() -> Result<Vec<ComponentRole>, RenderError> {
     let mut files: Vec<_> = ROLES
-        .files()
-        .filter(|f| f.path().extension().is_some_and(|e| e == "yaml"))
+        .dirs()
+        .flat_map(|d| d.files())
+        .filter(|f| is_role_file(f))
         .collect();
     files.sort_by_key(|f| f.path().to_path_buf());
     let mut out = Vec::new();
     for f in files {
         let name = f.path().to_string_lossy().into_owned();
         let text = f.contents_utf8().unwrap_or_default();
-        out.push(RoleDef::parse(&name, text)?);
+        out.push(ComponentRole::parse(&name, text)?);
     }
     Ok(out)
 }

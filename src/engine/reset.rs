@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::context::{ClusterContext, NodeContext, POD_BRIDGE, VXLAN_DEVICE};
 use super::plan::tera_context;
 use super::render::{RenderError, Renderer};
-use super::role::RoleDef;
+use super::role::ComponentRole;
 
 /// What reset removes from one host.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,10 +23,10 @@ pub struct ResetPlan {
 /// later components (kubelet) stop before earlier ones (containerd, etcd).
 pub fn plan(
     r: &Renderer,
-    roles: &[RoleDef],
+    roles: &[ComponentRole],
     cluster: &ClusterContext,
     node: &NodeContext,
-    host_roles: &BTreeSet<crate::inventory::Role>,
+    host_roles: &BTreeSet<crate::inventory::HostRole>,
 ) -> Result<ResetPlan, RenderError> {
     let ctx = tera_context(cluster, node);
     let mut p = ResetPlan {

@@ -1,26 +1,32 @@
-//! Role definitions: the data that says what a component puts on a node.
+//! Component roles: the data that says what a component puts on a node.
 //!
-//! A role file (`roles/<name>.yaml`) names the phase that applies it, the inventory roles whose
-//! hosts get it, the binaries it needs from the artifact mirror, the PKI files and kubeconfigs it
-//! copies, the templates it renders, the systemd units it runs, and the health checks that say
-//! it works. Adding a component is adding a role file and its templates.
+//! A role file (`roles/<component>/role.yaml`, its templates beside it) names the phase that
+//! applies it, the inventory roles whose hosts get it, the host packages and the binaries from
+//! the artifact mirror it needs, the PKI files and kubeconfigs it copies, the templates it
+//! renders, the systemd units it runs, and the health checks that say it works. Adding a
+//! component is adding a directory under `roles/`.
 
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use crate::inventory::Role;
+use crate::inventory::HostRole;
+use crate::osfamily::OsFamily;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RoleDef {
+pub struct ComponentRole {
     pub name: String,
     /// The phase that applies this role (etcd, control-plane, runtime, kubelet, overlay, ...).
     pub phase: String,
     /// Hosts with any of these inventory roles get this role.
-    pub hosts: BTreeSet<Role>,
+    pub hosts: BTreeSet<HostRole>,
     #[serde(default)]
     pub description: String,
+    /// Packages from the host's OS package manager, installed only when missing (see
+    /// `osfamily.rs` for how each family checks and installs them).
+    #[serde(default)]
+    pub packages: Vec<Package>,
     /// Names from the artifact manifest, installed into /usr/local/bin (or the `dest` directory).
     #[serde(default)]
     pub binaries: Vec<BinaryRef>,
@@ -82,6 +88,65 @@ impl BinaryRef {
         let dir = self.dest.as_deref().unwrap_or("/usr/local/bin");
         let file = self.file.as_deref().unwrap_or(&self.name);
         format!("{}/{}", dir.trim_end_matches('/'), file)
+    }
+}
+
+/// A host package: `haproxy`, or a mapping when the families name it differently or when its
+/// presence is better told by a command on PATH.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Package {
+    Name(String),
+    Spec(PackageSpec),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSpec {
+    pub name: String,
+    /// What to ask dnf for on RHEL-family hosts, when not `name` (a path such as
+    /// `/usr/sbin/iptables` lets dnf find the package that provides it).
+    #[serde(default)]
+    pub rhel: Option<String>,
+    /// What to ask apt for on Debian-family hosts, when not `name`.
+    #[serde(default)]
+    pub debian: Option<String>,
+    /// A command whose presence on PATH means nothing is to be installed, instead of asking the
+    /// package database. Lets one package come only together with another (`conntrack` only
+    /// when `iptables` is missing).
+    #[serde(default)]
+    pub present_if: Option<String>,
+}
+
+impl Package {
+    pub fn name(&self) -> &str {
+        match self {
+            Package::Name(n) => n,
+            Package::Spec(s) => &s.name,
+        }
+    }
+
+    /// The name this family's package manager knows.
+    pub fn for_family(&self, family: OsFamily) -> &str {
+        match (self, family) {
+            (Package::Spec(s), OsFamily::Rhel) => s.rhel.as_deref().unwrap_or(&s.name),
+            (Package::Spec(s), OsFamily::Debian) => s.debian.as_deref().unwrap_or(&s.name),
+            (Package::Name(n), _) => n,
+        }
+    }
+
+    /// A read-only shell test that succeeds when the package need not be installed.
+    pub fn present_test(&self, family: OsFamily) -> String {
+        match self {
+            Package::Spec(PackageSpec {
+                present_if: Some(cmd),
+                ..
+            }) => format!(
+                "command -v {} >/dev/null 2>&1",
+                crate::osfamily::shell_word(cmd)
+            ),
+            _ => family.package_installed(self.for_family(family)),
+        }
     }
 }
 
@@ -178,12 +243,13 @@ pub enum RoleError {
     },
 }
 
-impl RoleDef {
-    pub fn parse(file: &str, text: &str) -> Result<RoleDef, RoleError> {
-        let role: RoleDef = serde_yaml::from_str(text).map_err(|source| RoleError::Parse {
-            file: file.to_string(),
-            source,
-        })?;
+impl ComponentRole {
+    pub fn parse(file: &str, text: &str) -> Result<ComponentRole, RoleError> {
+        let role: ComponentRole =
+            serde_yaml::from_str(text).map_err(|source| RoleError::Parse {
+                file: file.to_string(),
+                source,
+            })?;
         for f in &role.files {
             parse_mode(&f.mode).ok_or_else(|| RoleError::Mode {
                 file: file.to_string(),
@@ -201,7 +267,7 @@ impl RoleDef {
         Ok(role)
     }
 
-    pub fn applies_to(&self, roles: &BTreeSet<Role>) -> bool {
+    pub fn applies_to(&self, roles: &BTreeSet<HostRole>) -> bool {
         self.hosts.iter().any(|r| roles.contains(r))
     }
 }
@@ -219,23 +285,23 @@ mod tests {
 
     #[test]
     fn parses_a_role() {
-        let r = RoleDef::parse(
+        let r = ComponentRole::parse(
             "etcd.yaml",
             "name: etcd\nphase: etcd\nhosts: [etcd]\nbinaries: [{name: etcd}]\nfiles:\n  - {template: etcd/etcd.service, dest: /etc/systemd/system/etcd.service}\nunits: [etcd]\n",
         )
         .unwrap();
         assert_eq!(r.files[0].mode, "0644");
-        assert!(r.applies_to(&[Role::Etcd].into_iter().collect()));
-        assert!(!r.applies_to(&[Role::Worker].into_iter().collect()));
+        assert!(r.applies_to(&[HostRole::Etcd].into_iter().collect()));
+        assert!(!r.applies_to(&[HostRole::Worker].into_iter().collect()));
     }
 
     #[test]
     fn rejects_unknown_fields_and_bad_modes() {
-        let e =
-            RoleDef::parse("x.yaml", "name: x\nphase: p\nhosts: [worker]\nbogus: 1\n").unwrap_err();
+        let e = ComponentRole::parse("x.yaml", "name: x\nphase: p\nhosts: [worker]\nbogus: 1\n")
+            .unwrap_err();
         let chain = format!("{:#}", anyhow::Error::from(e));
         assert!(chain.contains("unknown field `bogus`"), "{chain}");
-        let e = RoleDef::parse(
+        let e = ComponentRole::parse(
             "x.yaml",
             "name: x\nphase: p\nhosts: [worker]\nfiles: [{template: a, dest: /a, mode: \"0999\"}]\n",
         )
@@ -243,6 +309,32 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "roles/x.yaml: mode \"0999\" of /a is not an octal mode like \"0644\""
+        );
+    }
+
+    #[test]
+    fn packages_per_family() {
+        let r = ComponentRole::parse(
+            "x/role.yaml",
+            "name: x\nphase: p\nhosts: [worker]\npackages:\n  - haproxy\n  - {name: iptables, rhel: /usr/sbin/iptables, present_if: iptables}\n",
+        )
+        .unwrap();
+        assert_eq!(r.packages[0].for_family(OsFamily::Debian), "haproxy");
+        assert_eq!(
+            r.packages[1].for_family(OsFamily::Rhel),
+            "/usr/sbin/iptables"
+        );
+        assert_eq!(r.packages[1].for_family(OsFamily::Debian), "iptables");
+        assert_eq!(
+            r.packages[1].present_test(OsFamily::Rhel),
+            "command -v iptables >/dev/null 2>&1"
+        );
+        assert!(
+            ComponentRole::parse(
+                "y",
+                "name: y\nphase: p\nhosts: [worker]\npackages: [{nme: a}]\n"
+            )
+            .is_err()
         );
     }
 

@@ -11,14 +11,18 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// What a host does in the cluster.
+/// What a host does in the cluster (the inventory's `roles:`), as opposed to a component role
+/// (`engine::role::ComponentRole`, a `roles/<component>/role.yaml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Role {
+pub enum HostRole {
     Etcd,
     ControlPlane,
     Worker,
 }
+
+/// The inventory's own short name for `HostRole`.
+pub type Role = HostRole;
 
 impl Role {
     pub const ALL: [Role; 3] = [Role::Etcd, Role::ControlPlane, Role::Worker];

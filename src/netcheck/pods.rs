@@ -11,10 +11,10 @@ use anyhow::Context;
 use super::probe_image::{ENTRYPOINT, ProbeImage};
 use crate::engine::image_archive::ImageArchive;
 use crate::engine::images::{self, Ctr};
+use crate::engine::kubectl::Kubectl;
 use crate::engine::render::Renderer;
 use crate::node::{Node, shell_quote};
 
-const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 const NAME: &str = "director-boot-netcheck";
 
 /// Put the probe image into a node's containerd with the shared side-loader (`images load`):
@@ -27,10 +27,11 @@ pub async fn load_image(n: &Node, image: &ProbeImage) -> anyhow::Result<()> {
 
 /// Remove the DaemonSet (also a stale one from an interrupted run).
 pub async fn stop(cp: &Node) -> anyhow::Result<()> {
-    cp.sudo_ok(&format!(
-        "{KUBECTL} -n kube-system delete daemonset {NAME} --ignore-not-found --wait=false"
-    ))
-    .await?;
+    Kubectl::on(cp)
+        .run(&format!(
+            "-n kube-system delete daemonset {NAME} --ignore-not-found --wait=false"
+        ))
+        .await?;
     Ok(())
 }
 
@@ -50,16 +51,15 @@ pub async fn start(
     ctx.insert("port", &port);
     ctx.insert("max_secs", &max_secs);
     let manifest = renderer.render("netcheck/daemonset.yaml", &ctx)?;
-    cp.sudo_ok(&format!(
-        "{KUBECTL} apply --server-side --force-conflicts --field-manager director-boot -f - <<'DIRECTOR_BOOT_EOF'\n{manifest}DIRECTOR_BOOT_EOF\n"
-    ))
-    .await
-    .context("creating the probe DaemonSet")?;
+    Kubectl::on(cp)
+        .apply(&manifest)
+        .await
+        .context("creating the probe DaemonSet")?;
     let deadline = Instant::now() + wait;
     let pods = loop {
-        let out = cp
-            .sudo_ok(&format!(
-                "{KUBECTL} -n kube-system get pods -l app.kubernetes.io/name={NAME} -o json"
+        let out = Kubectl::on(cp)
+            .run(&format!(
+                "-n kube-system get pods -l app.kubernetes.io/name={NAME} -o json"
             ))
             .await?;
         let list: serde_json::Value = serde_json::from_str(&out.stdout)?;

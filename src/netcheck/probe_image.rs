@@ -3,7 +3,7 @@
 //! pods is always the same build as the one running netcheck). An OCI image archive that
 //! `ctr images import` accepts: one uncompressed layer, a config, a manifest, an index.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,21 +37,10 @@ pub struct ProbeImage {
 pub const ENTRYPOINT: &str = "/usr/local/bin/director-boot";
 
 fn sha256_file(path: &Path) -> Result<String, ImageError> {
-    let read = |source| ImageError::Read {
+    crate::hash::sha256_file(path).map_err(|source| ImageError::Read {
         path: path.to_path_buf(),
         source,
-    };
-    let mut f = std::fs::File::open(path).map_err(read)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(read)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    })
 }
 
 /// The shared libraries `ldd` lists for `binary` (absolute paths, the loader included).

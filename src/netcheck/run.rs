@@ -380,7 +380,7 @@ pub async fn run(
         .max(Duration::from_secs(opts.duration * tests_per_probe + 10));
     let max_secs = (pairs.len() as u64 * 2 * limit.as_secs()).clamp(300, 86_400);
 
-    let nodes = crate::commands::connect::open_nodes(runner, inv, cfg, false).await;
+    let nodes = crate::fleet::open_nodes(runner, inv, cfg, false).await;
     let mut node_errors: Vec<(String, String)> = Vec::new();
     for name in &names {
         if !nodes.iter().any(|n| n.name() == name) {
@@ -391,7 +391,7 @@ pub async fn run(
     let overlay_mtu = ctxs.values().map(|c| c.overlay_mtu).min().unwrap_or(1450);
     let cp = nodes
         .iter()
-        .find(|n| n.host.has_role(crate::inventory::Role::ControlPlane));
+        .find(|n| n.host.has_role(crate::inventory::HostRole::ControlPlane));
 
     // Everything after this point is undone by the teardown, also on Ctrl-C.
     let body = async {

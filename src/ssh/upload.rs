@@ -5,8 +5,7 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufRead, BufReader};
 
 use super::exec::RawOutput;
 use super::quote::sh_quote;
@@ -19,23 +18,14 @@ const CHUNK: usize = 256 * 1024;
 const MISSING_EXIT: u32 = 3;
 const MISSING_MARK: &str = "director-boot: no such file";
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
+pub use crate::hash::sha256_hex;
 
-/// sha256 of a local file, read in chunks (the file may be hundreds of MB).
+/// sha256 of a local file, off the async threads (the file may be hundreds of MB).
 async fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::hash::sha256_file(&path))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Split an absolute remote path into (directory, file name).

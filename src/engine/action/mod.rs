@@ -1,0 +1,6 @@
+//! Actions: what a command asks of the cluster, as an ordered list of phases (`phase/`).
+//! `init` builds or converges the whole cluster; `overlay up` is `init` restricted to the
+//! node-prep and overlay components. Day-2 actions (upgrade, remove-node, backup) are further
+//! lists over the same phases.
+
+pub mod init;

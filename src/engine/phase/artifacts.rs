@@ -1,0 +1,59 @@
+//! `artifacts`: every binary and image archive each host's roles need, put in place before any
+//! role runs, on all hosts at once (workers would otherwise wait through the control-plane
+//! phases); checked against the mirror's manifest, uploaded only when the host's copy differs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use super::{Phase, PhaseFuture, Run, RunState};
+use crate::engine::apply::stage_binaries;
+use crate::engine::images;
+use crate::node::Node;
+
+pub struct Artifacts;
+
+/// The phase whose hosts also get the image archives.
+const RUNTIME: &str = "runtime";
+
+impl Phase for Artifacts {
+    fn title(&self) -> &str {
+        "artifacts"
+    }
+
+    fn hosts<'s>(&self, s: &'s RunState) -> Vec<&'s Node> {
+        s.planned().collect()
+    }
+
+    fn run<'a>(&'a self, run: &'a mut Run) -> PhaseFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let Run { runner, s } = run;
+            let written_by_host = Mutex::new(BTreeMap::<String, BTreeSet<String>>::new());
+            {
+                let (st, written_ref) = (&*s, &written_by_host);
+                runner
+                    .phase(self.title(), self.hosts(st), |n| async move {
+                        let mine: Vec<_> = st
+                            .host_roles
+                            .get(n.name())
+                            .map(|v| v.iter().collect())
+                            .unwrap_or_default();
+                        let (mut changes, mut written) =
+                            stage_binaries(&st.artifacts, n, &mine).await?;
+                        if mine.iter().any(|r| r.phase == RUNTIME) {
+                            let (lines, archives) =
+                                images::stage_archives(n, &st.artifacts).await?;
+                            changes.extend(lines);
+                            written.extend(archives);
+                        }
+                        if let Ok(mut m) = written_ref.lock() {
+                            m.insert(n.name().to_string(), written);
+                        }
+                        Ok(changes)
+                    })
+                    .await;
+            }
+            s.staged = written_by_host.into_inner().unwrap_or_default();
+            Ok(())
+        })
+    }
+}
