@@ -4,12 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes="${NODES:-3}"
+# CONTROL_PLANES=3 NODES=5 gives an HA control plane behind the lab's endpoint address.
+control_planes="${CONTROL_PLANES:-1}"
 scripts/install-deps.sh
 # Real Kubernetes binaries and images (cold: about 17 min on 2 cores; then cached).
 scripts/build-mirror.sh
 cargo build --release
 db=target/release/director-boot
-inventory=$("$db" --json lab up --nodes "$nodes" | sed -n 's/.*"inventory":"\([^"]*\)".*/\1/p')
+inventory=$("$db" --json lab up --nodes "$nodes" --control-planes "$control_planes" | sed -n 's/.*"inventory":"\([^"]*\)".*/\1/p')
 echo "lab inventory: $inventory"
 "$db" facts "$inventory"
 "$db" init "$inventory"
