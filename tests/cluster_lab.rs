@@ -20,12 +20,7 @@ fn init_converges_survives_interruption_and_resets_clean() {
         eprintln!("skipped: lab tests need root");
         return;
     }
-    let mirror = cache_dir().join("mirror");
-    assert!(
-        mirror.join("manifest.json").exists(),
-        "no artifact mirror at {}: run scripts/build-mirror.sh first",
-        mirror.display()
-    );
+    let mirror = lab_mirror();
     let c = Cluster {
         lab: Lab::up(3),
         mirror,
@@ -79,19 +74,7 @@ fn init_converges_survives_interruption_and_resets_clean() {
     );
 
     // a host-network pod on a worker, from a side-loaded image
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.mirror.join("manifest.json")).expect("manifest"),
-    )
-    .expect("manifest json");
-    let busybox = manifest["artifacts"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|x| x["kind"] == "image" && x["name"] == "busybox")
-        })
-        .and_then(|x| x["ref"].as_str())
-        .expect("busybox image in the mirror")
-        .to_string();
+    let busybox = image_ref(&c.mirror, "busybox");
     let pod = serde_json::json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"hostnet","namespace":"default"},"spec":{"hostNetwork":true,"nodeName":"node2","containers":[{"name":"c","image":busybox,"imagePullPolicy":"Never","command":["sleep","3600"]}]}}).to_string();
     let manifest = c.lab.state.path().join("hostnet.json");
     std::fs::write(&manifest, pod).expect("write pod");

@@ -56,12 +56,7 @@ fn ha_control_plane_survives_losing_the_endpoint_holder() {
         eprintln!("skipped: lab tests need root");
         return;
     }
-    let mirror = cache_dir().join("mirror");
-    assert!(
-        mirror.join("manifest.json").exists(),
-        "no artifact mirror at {}: run scripts/build-mirror.sh first",
-        mirror.display()
-    );
+    let mirror = lab_mirror();
     let c = Cluster {
         lab: Lab::up_with(&["--nodes", "5", "--control-planes", "3"]),
         mirror,
@@ -114,7 +109,7 @@ fn ha_control_plane_survives_losing_the_endpoint_holder() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let busybox = image_ref(&c, "busybox");
+    let busybox = image_ref(&c.mirror, "busybox");
     let mut times = Vec::new();
     for round in 1..=rounds {
         let (name, addr) = holder(&c, &CONTROL_PLANES).expect("some control plane holds the VIP");
@@ -326,17 +321,4 @@ fn measure_outage(c: &Cluster, fail: impl FnOnce()) -> Outage {
         failed: samples.iter().filter(|(_, ok)| !ok).count(),
         polls: samples.len(),
     }
-}
-
-fn image_ref(c: &Cluster, name: &str) -> String {
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.mirror.join("manifest.json")).expect("manifest"),
-    )
-    .expect("manifest json");
-    manifest["artifacts"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["kind"] == "image" && x["name"] == name))
-        .and_then(|x| x["ref"].as_str())
-        .unwrap_or_else(|| panic!("{name} image in the mirror"))
-        .to_string()
 }

@@ -94,12 +94,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
         eprintln!("skipped: lab tests need root");
         return;
     }
-    let mirror = cache_dir().join("mirror");
-    assert!(
-        mirror.join("manifest.json").exists(),
-        "no artifact mirror at {}: run scripts/build-mirror.sh first",
-        mirror.display()
-    );
+    let mirror = lab_mirror();
     let c = Cluster {
         lab: Lab::up(3),
         mirror,

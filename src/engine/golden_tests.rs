@@ -826,47 +826,34 @@ fn ha_fixture_renders_load_balancer_vip_and_taint() {
         std::fs::write(&p, text).unwrap();
         p
     };
-    if have_binary("/usr/sbin/haproxy") {
-        let p = write("lb.cfg", lb);
-        let out = Command::new("/usr/sbin/haproxy")
-            .arg("-c")
-            .arg("-f")
-            .arg(&p)
-            .output()
-            .unwrap();
+    let accepts = |tool: &str, args: &[&str], file: &Path| {
+        if !have_binary(tool) {
+            return;
+        }
+        let out = Command::new(tool).args(args).arg(file).output().unwrap();
         assert!(
             out.status.success(),
-            "haproxy -c: {}{}",
+            "{tool} {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-    if have_binary("/usr/sbin/keepalived") {
-        // keepalived insists the interface exists here (and is not loopback).
-        let Some(iface) = std::fs::read_dir("/sys/class/net")
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| n != "lo")
-        else {
-            return;
-        };
-        // The check script is written beside the config on the node; here, one that exists.
+    };
+    accepts("/usr/sbin/haproxy", &["-c", "-f"], &write("lb.cfg", lb));
+    // keepalived insists the interface exists here (and is not loopback), and the check script
+    // (written beside the config on a node) too.
+    if let Some(iface) = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n != "lo")
+    {
         let text = vrrp
             .replace("enp1s0", &iface)
             .replace("/etc/director-boot/check-apiserver.sh", "/bin/true");
-        let p = write("keepalived.conf", &text);
-        let out = Command::new("/usr/sbin/keepalived")
-            .arg("--config-test")
-            .arg("-f")
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "keepalived --config-test: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        accepts(
+            "/usr/sbin/keepalived",
+            &["--config-test", "-f"],
+            &write("keepalived.conf", &text),
         );
     }
 }

@@ -136,6 +136,31 @@ pub fn cache_dir() -> PathBuf {
         })
 }
 
+/// The artifact mirror the lab tests init from (scripts/build-mirror.sh builds it).
+pub fn lab_mirror() -> PathBuf {
+    let mirror = cache_dir().join("mirror");
+    assert!(
+        mirror.join("manifest.json").exists(),
+        "no artifact mirror at {}: run scripts/build-mirror.sh first",
+        mirror.display()
+    );
+    mirror
+}
+
+/// An image's reference in the mirror's manifest (`busybox`, `pause`).
+pub fn image_ref(mirror: &Path, name: &str) -> String {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(mirror.join("manifest.json")).expect("manifest"),
+    )
+    .expect("manifest json");
+    manifest["artifacts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["kind"] == "image" && x["name"] == name))
+        .and_then(|x| x["ref"].as_str())
+        .unwrap_or_else(|| panic!("no {name} image in the mirror"))
+        .to_string()
+}
+
 pub struct Cluster {
     pub lab: Lab,
     pub mirror: PathBuf,
