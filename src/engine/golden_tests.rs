@@ -861,3 +861,21 @@ fn ha_fixture_renders_load_balancer_vip_and_taint() {
 fn have_binary(path: &str) -> bool {
     Path::new(path).exists()
 }
+
+/// Reset renders every role that an inventory role gives a host, also those whose `when` is
+/// false there (an HA role on a cluster without an endpoint): their commands must render.
+#[test]
+fn reset_plans_render_for_every_fixture_host() {
+    let r = Renderer::new().unwrap();
+    let all = roles().unwrap();
+    let cluster = fixture_cluster();
+    for family in FAMILIES {
+        for (i, (name, _, host_roles)) in NODES.iter().enumerate() {
+            let node = fixture_node(&cluster, i, family);
+            let host_roles: BTreeSet<HostRole> = host_roles.iter().copied().collect();
+            let plan = crate::engine::reset::plan(&r, &all, &cluster, &node, &host_roles)
+                .unwrap_or_else(|e| panic!("{family}/{name}: {e}"));
+            assert!(plan.units.iter().any(|u| u == "kubelet"), "{family}/{name}");
+        }
+    }
+}
