@@ -243,6 +243,18 @@ fn ha_control_plane_survives_losing_the_endpoint_holder() {
         "HA partition: init after the link came back: {} changed",
         report["changed"]
     );
+
+    // reset takes the endpoint and the load balancers away too
+    let out = c.lab.with_inventory(&["reset"], &["--yes"]);
+    assert!(out.status.success(), "reset failed: {}", stderr(&out));
+    for i in 1..=5 {
+        let addr = format!("10.213.0.1{i}");
+        let left = stdout(&c.lab.ssh(
+            &addr,
+            &format!("ip -o addr show to {VIP}/32; ls /etc/director-boot /etc/systemd/system/director-apiserver-* 2>/dev/null; true"),
+        ));
+        assert_eq!(left.trim(), "", "residue on {addr}");
+    }
 }
 
 /// What a client polling /readyz through the endpoint (1 s timeout, every 200 ms) saw while
