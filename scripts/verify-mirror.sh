@@ -128,7 +128,7 @@ check_component_versions() {
   check_min etcdctl "$("$BIN/etcdctl" version 2>&1)" 3.6.0 3.7.0
   check_min containerd "$("$BIN/containerd" --version 2>&1 | sed 's/.*containerd //')" 2.0.0 3.0.0
   check_min runc "$("$BIN/runc" --version 2>&1)" 1.3.0 2.0.0
-  "$BIN/runc" --version | grep -q '^seccomp: ' || die "runc built without seccomp"
+  "$BIN/runc" --version | grep -q '^libseccomp: [0-9]' || die "runc built without seccomp (no libseccomp line in runc --version)"
   check_min cni-bridge "$("$MIRROR/cni/bridge" 2>&1 </dev/null || true)" 1.0.0 2.0.0
 }
 
