@@ -204,6 +204,12 @@ fn export_serve_fetch_verify_init_and_bundle() {
         "/usr/local/bin/containerd --version; /usr/local/bin/runc --version | head -1; /usr/local/bin/etcd --version 2>/dev/null | head -1",
     );
     eprintln!("node2 versions:\n{}", stdout(&v));
+    // containerd 2.x reads the version-2 config by migrating it: show what it says about it
+    let log = c.lab.ssh(
+        "10.213.0.12",
+        "journalctl -u containerd --no-pager -o cat | grep -iE 'level=(warning|error)|deprecat|migrat' | sort | uniq -c | sort -rn | head -20",
+    );
+    eprintln!("node2 containerd warnings:\n{}", stdout(&log));
 
     // the same from the bundle file, after a reset
     let out = c.lab.with_inventory(&["reset"], &["--yes"]);

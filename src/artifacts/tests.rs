@@ -336,3 +336,67 @@ async fn a_missing_file_and_a_dead_server_are_named() {
         "{e}"
     );
 }
+
+/// Two architectures: the first is bin/ (what init reads), the others under arch/<arch>/; a
+/// component without a collected checksum takes the upstream `.sha256` file next to it, and
+/// the mirror's pinned.yaml then carries the value.
+#[tokio::test]
+async fn two_arches_and_a_sidecar_checksum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = tmp.path().join("served");
+    let mut sha = BTreeMap::new();
+    for arch in ["amd64", "arm64"] {
+        let rel = format!("dl.example/v1.36.3/{arch}/kube-apiserver");
+        let s = put(&served, &rel, format!("apiserver-{arch}").as_bytes());
+        put(
+            &served,
+            &format!("{rel}.sha256"),
+            format!("{s}  kube-apiserver\n").as_bytes(),
+        );
+        sha.insert(arch.to_string(), s);
+    }
+    let pinned = Pinned {
+        source: "test".into(),
+        kubernetes_version: "v1.36.3".into(),
+        components: vec![Component {
+            name: "kube-apiserver".into(),
+            kind: ComponentKind::File,
+            version: "1.36.3".into(),
+            url: Some("https://dl.example/v{version}/{arch}/kube-apiserver".into()),
+            sha256_url: Some("{url}.sha256".into()),
+            reference: None,
+            digest: None,
+            path: None,
+            sha256: BTreeMap::new(),
+            files: vec![FileSpec {
+                name: "kube-apiserver".into(),
+                member: None,
+                path: "bin/kube-apiserver".into(),
+            }],
+        }],
+    };
+    let base = serve(served.clone()).await;
+    let m = tmp.path().join("mirror");
+    let mut o = opts(Source::Http(base), pinned);
+    o.arches = vec!["amd64".into(), "arm64".into()];
+    fetch(&m, o).await.unwrap();
+    assert_eq!(
+        std::fs::read(m.join("bin/kube-apiserver")).unwrap(),
+        b"apiserver-amd64"
+    );
+    assert_eq!(
+        std::fs::read(m.join("arch/arm64/bin/kube-apiserver")).unwrap(),
+        b"apiserver-arm64"
+    );
+    let a = Artifacts::open(&m).unwrap();
+    let api = a.get("kube-apiserver", "test").unwrap();
+    assert_eq!(api.path, "bin/kube-apiserver", "init gets the first arch");
+    a.verify(api).unwrap();
+    let written = Pinned::load(&m.join("pinned.yaml")).unwrap();
+    assert_eq!(written.components[0].sha256, sha);
+    assert!(written.components[0].sha256_url.is_none());
+    assert!(mirror::verify(&m).unwrap().problems.is_empty());
+    let rows = mirror::list(&m).unwrap();
+    let arches: Vec<&str> = rows.iter().map(|r| r.arch.as_str()).collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+}
