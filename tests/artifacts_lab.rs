@@ -3,7 +3,7 @@
 //! (`python3 -m http.server --bind 127.0.0.1`); a served file corrupted → fetch fails naming it
 //! and both sha256 and keeps nothing under its name; fetched with the lab's pinned manifest into
 //! a new mirror, verified, and a 3-node lab built from it has 3 Ready nodes; then the same from
-//! a bundle file (`init --artifacts FILE`) after a reset.
+//! a bundle file (`init --artifacts FILE`) on a fresh lab.
 
 mod common;
 
@@ -192,39 +192,48 @@ fn export_serve_fetch_verify_init_and_bundle() {
     assert!(out.status.success(), "bundle: {}", stderr(&out));
 
     // a 3-node lab from the fetched mirror
+    {
+        let c = Cluster {
+            lab: Lab::up(3),
+            mirror: fetched.clone(),
+        };
+        let (out, report) = c.init(&[]);
+        assert!(out.status.success(), "init: {report}\n{}", stderr(&out));
+        ready_nodes(&c);
+        let v = c.lab.ssh(
+            "10.213.0.12",
+            "/usr/local/bin/containerd --version; /usr/local/bin/runc --version | head -1; /usr/local/bin/etcd --version 2>/dev/null | head -1",
+        );
+        eprintln!("node2 versions:\n{}", stdout(&v));
+        // containerd 2.x reads the version-2 config by migrating it: show what it says
+        let log = c.lab.ssh(
+            "10.213.0.12",
+            "journalctl -u containerd --no-pager -o cat | grep -iE 'level=(warning|error)|deprecat|migrat' | sort | uniq -c | sort -rn | head -20",
+        );
+        eprintln!("node2 containerd warnings:\n{}", stdout(&log));
+    } // lab down
+
+    // the same from the bundle file, on a fresh lab; its unpacked copy goes to a cache dir of
+    // this test, not the user's cache
     let c = Cluster {
         lab: Lab::up(3),
         mirror: fetched.clone(),
     };
-    let (out, report) = c.init(&[]);
-    assert!(out.status.success(), "init: {report}\n{}", stderr(&out));
-    ready_nodes(&c);
-    let v = c.lab.ssh(
-        "10.213.0.12",
-        "/usr/local/bin/containerd --version; /usr/local/bin/runc --version | head -1; /usr/local/bin/etcd --version 2>/dev/null | head -1",
-    );
-    eprintln!("node2 versions:\n{}", stdout(&v));
-    // containerd 2.x reads the version-2 config by migrating it: show what it says about it
-    let log = c.lab.ssh(
-        "10.213.0.12",
-        "journalctl -u containerd --no-pager -o cat | grep -iE 'level=(warning|error)|deprecat|migrat' | sort | uniq -c | sort -rn | head -20",
-    );
-    eprintln!("node2 containerd warnings:\n{}", stdout(&log));
-
-    // the same from the bundle file, after a reset
-    let out = c.lab.with_inventory(&["reset"], &["--yes"]);
-    assert!(out.status.success(), "reset: {}", stderr(&out));
-    // (its unpacked copy goes to a cache dir of this test, not the user's cache)
     let b = bundle.to_string_lossy().into_owned();
-    let cache = work.path().join("cache").to_string_lossy().into_owned();
+    let cache = work.path().join("cache");
+    let cache_s = cache.to_string_lossy().into_owned();
     let out = c.lab.with_inventory(
-        &["--cache-dir", &cache, "--json", "init"],
+        &["--cache-dir", &cache_s, "--json", "init"],
         &["--artifacts", &b],
     );
     assert!(
         out.status.success(),
         "init --artifacts FILE: {}",
         stderr(&out)
+    );
+    assert!(
+        cache.join("bundles").exists(),
+        "the bundle was unpacked into --cache-dir"
     );
     ready_nodes(&c);
 }
