@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Build director-boot's artifact mirror: every binary and image that
-# `director-boot init` uploads to nodes, built or extracted locally, into a
-# cache OUTSIDE the repository.
+# `director-boot init` uploads to nodes, built locally from the upstream Go
+# modules as static binaries (no ELF interpreter: they run on any glibc, e.g.
+# RHEL 8's 2.28), into a cache OUTSIDE the repository.
 #
-#   ${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/mirror/
+#   ${DIRECTOR_BOOT_MIRROR_DIR:-${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/mirror}/
 #     bin/       kube-apiserver kube-controller-manager kube-scheduler kubelet
 #                kube-proxy kubectl crictl coredns etcd etcdctl containerd
 #                containerd-shim-runc-v2 ctr runc
 #     cni/       CNI plugins (bridge, host-local, loopback, portmap, ...)
 #     images/    pause.tar coredns.tar busybox.tar (OCI archives for
 #                `ctr -n k8s.io images import`)
+#     upstream/  the same binaries in the upstream release layout (kube binaries
+#                one file each, etcd/containerd/CNI/crictl tarballs, runc.ARCH),
+#                as `director-boot artifacts export` serves them
+#     pinned.yaml    pinned component manifest (src/artifacts/pinned.yaml's
+#                format) with the sha256 of what this build made, for
+#                `director-boot artifacts fetch --manifest`
 #     manifest.json  SHA256SUMS
 #
 # Idempotent: when every output is present and unchanged (size+mtime stamp,
@@ -22,12 +29,21 @@ readonly K8S_VERSION=v1.36.3      # k8s.io/kubernetes (Go module proxy)
 readonly CRICTL_VERSION=v1.36.0   # sigs.k8s.io/cri-tools
 readonly COREDNS_VERSION=v1.14.7  # github.com/coredns/coredns
 readonly PAUSE_TAG=3.10           # tag given to our own images/pause/pause.c
+# The versions of src/artifacts/pinned.yaml (kubespray's checksums.yml lists them).
+readonly ETCD_VERSION=v3.6.14         # go.etcd.io/etcd/{server,etcdctl}/v3
+readonly CONTAINERD_VERSION=v2.3.4    # github.com/containerd/containerd/v2
+readonly RUNC_VERSION=v1.4.3          # github.com/opencontainers/runc (cgo, static libseccomp)
+readonly CNI_VERSION=v1.9.1           # github.com/containernetworking/plugins
+readonly CNI_PLUGINS=(main/bridge main/dummy main/host-device main/ipvlan main/loopback
+  main/macvlan main/ptp main/tap main/vlan ipam/dhcp ipam/host-local ipam/static
+  meta/bandwidth meta/firewall meta/portmap meta/sbr meta/tuning meta/vrf)
+readonly ARCH=amd64
 # Fixed timestamp for image configs, layers and archives: images are
 # reproducible (same inputs -> same digests). SOURCE_DATE_EPOCH overrides.
 IMAGE_CREATED=$(date -u -d "@${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)
 readonly IMAGE_CREATED
-readonly DEB_PACKAGES=(etcd-server etcd-client containerd runc
-  containernetworking-plugins busybox-static)
+# Only the busybox test image's content comes from Debian; nothing a host runs does.
+readonly DEB_PACKAGES=(busybox-static)
 readonly K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler
   kubelet kube-proxy kubectl)
 
@@ -35,7 +51,7 @@ readonly K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO_ROOT
 readonly CACHE_DIR=${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}
-readonly MIRROR=$CACHE_DIR/mirror
+readonly MIRROR=${DIRECTOR_BOOT_MIRROR_DIR:-$CACHE_DIR/mirror}
 readonly WORK=$CACHE_DIR/work
 readonly STAMPS=$MIRROR/.stamps
 readonly PAUSE_SRC=$REPO_ROOT/images/pause/pause.c
@@ -48,7 +64,17 @@ export GOTOOLCHAIN=local GOFLAGS="-modcacherw -buildvcs=false" CGO_ENABLED=0
 VERIFY_FULL=0
 ARTIFACTS=()   # "name<TAB>version<TAB>kind<TAB>relpath<TAB>source" rows
 
-log() { printf '[build-mirror %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+START=$SECONDS
+log() { printf '[build-mirror %s +%ss] %s\n' "$(date -u +%H:%M:%S)" "$((SECONDS - START))" "$*" >&2; }
+
+# step NAME FN [ARGS...]: one line when a step starts and one when it ends, with its time.
+step() {
+  local name=$1 t0=$SECONDS
+  shift
+  log "step $name ..."
+  "$@"
+  log "step $name done in $((SECONDS - t0))s"
+}
 die() { log "ERROR: $*"; exit 1; }
 
 usage() {
@@ -73,11 +99,12 @@ parse_args() {
 
 require_tools() {
   local missing=() t
-  for t in go gcc umoci dpkg-deb apt-get file readelf sha256sum tar stat flock; do
+  for t in go gcc pkg-config umoci dpkg-deb apt-get file readelf sha256sum tar gzip stat flock; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
+  [[ -f /usr/lib/x86_64-linux-gnu/libseccomp.a ]] || missing+=(libseccomp-dev)
   ((${#missing[@]} == 0)) && return 0
-  die "missing tools: ${missing[*]} (Debian: apt-get install golang gcc libc6-dev umoci file binutils)"
+  die "missing tools: ${missing[*]} (Debian: apt-get install golang gcc libc6-dev pkg-config libseccomp-dev umoci file binutils)"
 }
 
 take_lock() {
@@ -90,8 +117,8 @@ take_lock() {
 fingerprint() {
   {
     printf '%s\n' "$K8S_VERSION" "$CRICTL_VERSION" "$COREDNS_VERSION" "$PAUSE_TAG" \
-      "$IMAGE_CREATED"
-    printf '%s\n' "${DEB_PACKAGES[@]}" "${K8S_COMMANDS[@]}"
+      "$IMAGE_CREATED" "$ETCD_VERSION" "$CONTAINERD_VERSION" "$RUNC_VERSION" "$CNI_VERSION"
+    printf '%s\n' "${DEB_PACKAGES[@]}" "${K8S_COMMANDS[@]}" "${CNI_PLUGINS[@]}" layout-2
     sha256sum <"$PAUSE_SRC"
   } | sha256sum | cut -d' ' -f1
 }
@@ -102,7 +129,7 @@ file_stamp() { stat -c '%s %Y' "$1"; }
 # 0 when manifest.json exists, the fingerprint matches and every recorded file
 # still has its recorded size+mtime (or sha256 with --verify).
 mirror_is_current() {
-  [[ -s $MIRROR/manifest.json && -s $STAMPS ]] || return 1
+  [[ -s $MIRROR/manifest.json && -s $MIRROR/pinned.yaml && -s $STAMPS ]] || return 1
   local fp rel size mtime sha
   read -r _ fp <"$STAMPS"
   [[ $fp == "$(fingerprint)" ]] || { log "pins or sources changed"; return 1; }
@@ -193,26 +220,6 @@ deb_binary() {
   record "$name" "$(deb_version "$pkg")" binary "$rel" "debian:$pkg"
 }
 
-deb_artifacts() {
-  fetch_debs
-  deb_binary etcd-server usr/bin/etcd bin/etcd etcd
-  deb_binary etcd-client usr/bin/etcdctl bin/etcdctl etcdctl
-  deb_binary containerd usr/bin/containerd bin/containerd containerd
-  deb_binary containerd usr/bin/containerd-shim-runc-v2 bin/containerd-shim-runc-v2 containerd-shim-runc-v2
-  deb_binary containerd usr/bin/ctr bin/ctr ctr
-  deb_binary runc usr/sbin/runc bin/runc runc
-  cni_artifacts
-}
-
-cni_artifacts() {
-  local root plugin
-  root=$(extract_deb containernetworking-plugins)
-  for plugin in "$root"/usr/lib/cni/*; do
-    deb_binary containernetworking-plugins "usr/lib/cni/${plugin##*/}" \
-      "cni/${plugin##*/}" "cni-${plugin##*/}"
-  done
-}
-
 # ---- Go builds ----------------------------------------------------------------
 k8s_ldflags() {
   local v=$K8S_VERSION released=$1 minor pkg flags="-s -w"
@@ -298,6 +305,164 @@ go_tool_artifacts() {
     "$CRICTL_VERSION" "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
   go_tool_binary coredns github.com/coredns/coredns github.com/coredns/coredns \
     "$COREDNS_VERSION" "-s -w"
+}
+
+# go_module_build MODULE VERSION CGO TAGS LDFLAGS DEST-DIR PKG=NAME...
+# Builds packages of MODULE@VERSION (through a generated module that only requires it, so
+# the module's own go.mod decides every dependency) into DEST-DIR/NAME, unless all present.
+go_module_build() {
+  local module=$1 version=$2 cgo=$3 tags=$4 ldflags=$5 dest=$6 spec rels=() dir out
+  shift 6
+  for spec in "$@"; do rels+=("$dest/${spec#*=}"); done
+  all_present "${rels[@]}" && return 0
+  dir=$WORK/go-${module//\//_}-$version
+  log "building ${module} ${version}: ${*#*=}"
+  write_tool_module "$dir" "$module" "$version"
+  out=$(mktemp -d "$WORK/build-out.XXXXXX")
+  for spec in "$@"; do
+    (cd "$dir" && CGO_ENABLED=$cgo go build -mod=mod -trimpath -tags "$tags" \
+      -ldflags "$ldflags" -o "$out/${spec#*=}" "${spec%%=*}")
+    put_binary "$out/${spec#*=}" "$dest/${spec#*=}"
+  done
+  rm -rf "$out"
+}
+
+etcd_artifacts() {
+  local v=$ETCD_VERSION ld
+  ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$v"
+  go_module_build go.etcd.io/etcd/server/v3 "$v" 0 "netgo osusergo" "$ld" bin \
+    go.etcd.io/etcd/server/v3=etcd
+  go_module_build go.etcd.io/etcd/etcdctl/v3 "$v" 0 "netgo osusergo" "$ld" bin \
+    go.etcd.io/etcd/etcdctl/v3=etcdctl
+  record etcd "$v" binary bin/etcd "go:go.etcd.io/etcd/server/v3@$v"
+  record etcdctl "$v" binary bin/etcdctl "go:go.etcd.io/etcd/etcdctl/v3@$v"
+}
+
+containerd_artifacts() {
+  local v=$CONTAINERD_VERSION m=github.com/containerd/containerd/v2 ld c
+  ld="-s -w -X $m/version.Version=$v -X $m/version.Revision=$v -X $m/version.Package=github.com/containerd/containerd"
+  # Upstream's static release: no cgo (btrfs snapshotter left out), netgo/osusergo.
+  go_module_build "$m" "$v" 0 "no_btrfs urfave_cli_no_docs netgo osusergo static_build" "$ld" bin \
+    "$m/cmd/containerd=containerd" "$m/cmd/containerd-shim-runc-v2=containerd-shim-runc-v2" \
+    "$m/cmd/ctr=ctr"
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    record "$c" "$v" binary "bin/$c" "go:$m@$v"
+  done
+}
+
+# runc needs cgo for seccomp: linked statically against Debian's libseccomp.a (libseccomp-dev).
+runc_artifacts() {
+  local v=$RUNC_VERSION ld
+  ld="-s -w -X main.version=${v#v} -X main.gitCommit=$v -linkmode external -extldflags -static"
+  go_module_build github.com/opencontainers/runc "$v" 1 \
+    "seccomp netgo osusergo urfave_cli_no_docs" "$ld" bin github.com/opencontainers/runc=runc
+  record runc "$v" binary bin/runc "go:github.com/opencontainers/runc@$v (seccomp, static libseccomp)"
+}
+
+cni_artifacts() {
+  local v=$CNI_VERSION m=github.com/containernetworking/plugins p specs=()
+  for p in "${CNI_PLUGINS[@]}"; do specs+=("$m/plugins/$p=${p#*/}"); done
+  go_module_build "$m" "$v" 0 "netgo osusergo" \
+    "-s -w -X $m/pkg/utils/buildversion.BuildVersion=$v" cni "${specs[@]}"
+  for p in "${CNI_PLUGINS[@]}"; do
+    record "cni-${p#*/}" "$v" binary "cni/${p#*/}" "go:$m@$v"
+  done
+}
+
+# ---- upstream layout + pinned manifest ---------------------------------------
+# The binaries again, in the layout of the upstream releases (kubespray's files_repo
+# layout: host + path of the download URL), so `director-boot artifacts export` can serve
+# them and `artifacts fetch --manifest mirror/pinned.yaml` can check them. Single-file
+# downloads are hard links; tarballs are reproducible (sorted, mtime 0, owner 0, gzip -n).
+UPSTREAM_ROWS=()   # "component<TAB>version<TAB>relpath<TAB>members" rows
+
+upstream_file() {
+  local component=$1 version=$2 rel=$3 src=$4
+  mkdir -p "$(dirname "$MIRROR/upstream/$rel")"
+  ln -f "$MIRROR/$src" "$MIRROR/upstream/$rel"
+  UPSTREAM_ROWS+=("$(printf '%s\t%s\t%s\t%s' "$component" "$version" "$rel" "=$src")")
+}
+
+# upstream_tarball COMPONENT VERSION RELPATH PREFIX MEMBER=MIRROR-REL...
+upstream_tarball() {
+  local component=$1 version=$2 rel=$3 prefix=$4 spec stage members=() stale=0
+  shift 4
+  [[ -s $MIRROR/upstream/$rel ]] || stale=1
+  for spec in "$@"; do [[ $MIRROR/${spec#*=} -nt $MIRROR/upstream/$rel ]] && stale=1; done
+  if ((stale)); then
+    stage=$(mktemp -d "$WORK/tarball.XXXXXX")
+    for spec in "$@"; do
+      install -D -m 0755 "$MIRROR/${spec#*=}" "$stage/$prefix${spec%%=*}"
+    done
+    mkdir -p "$(dirname "$MIRROR/upstream/$rel")"
+    (cd "$stage" && tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - .) |
+      gzip -n -6 >"$MIRROR/upstream/$rel.tmp"
+    mv -f "$MIRROR/upstream/$rel.tmp" "$MIRROR/upstream/$rel"
+    rm -rf "$stage"
+  fi
+  for spec in "$@"; do members+=("$prefix${spec%%=*}=${spec#*=}"); done
+  UPSTREAM_ROWS+=("$(printf '%s\t%s\t%s\t%s' "$component" "$version" "$rel" "${members[*]}")")
+}
+
+upstream_layout() {
+  local k=${K8S_VERSION#v} c p cni=()
+  for c in "${K8S_COMMANDS[@]}"; do
+    upstream_file "$c" "$k" "dl.k8s.io/release/v$k/bin/linux/$ARCH/$c" "bin/$c"
+  done
+  upstream_tarball etcd "${ETCD_VERSION#v}" \
+    "github.com/etcd-io/etcd/releases/download/$ETCD_VERSION/etcd-$ETCD_VERSION-linux-$ARCH.tar.gz" \
+    "etcd-$ETCD_VERSION-linux-$ARCH/" etcd=bin/etcd etcdctl=bin/etcdctl
+  upstream_tarball containerd "${CONTAINERD_VERSION#v}" \
+    "github.com/containerd/containerd/releases/download/$CONTAINERD_VERSION/containerd-static-${CONTAINERD_VERSION#v}-linux-$ARCH.tar.gz" \
+    "" bin/containerd=bin/containerd bin/containerd-shim-runc-v2=bin/containerd-shim-runc-v2 \
+    bin/ctr=bin/ctr
+  upstream_file runc "${RUNC_VERSION#v}" \
+    "github.com/opencontainers/runc/releases/download/$RUNC_VERSION/runc.$ARCH" bin/runc
+  for p in "${CNI_PLUGINS[@]}"; do cni+=("${p#*/}=cni/${p#*/}"); done
+  upstream_tarball cni-plugins "${CNI_VERSION#v}" \
+    "github.com/containernetworking/plugins/releases/download/$CNI_VERSION/cni-plugins-linux-$ARCH-$CNI_VERSION.tgz" \
+    "./" "${cni[@]}"
+  upstream_tarball crictl "${CRICTL_VERSION#v}" \
+    "github.com/kubernetes-sigs/cri-tools/releases/download/$CRICTL_VERSION/crictl-$CRICTL_VERSION-linux-$ARCH.tar.gz" \
+    "" crictl=bin/crictl
+}
+
+# pinned.yaml: src/artifacts/pinned.yaml's format, one architecture, the sha256 of what was
+# built. URLs are the upstream ones; `fetch --from BASE` takes host+path below BASE.
+write_pinned() {
+  local row component version rel members m sha name out=$MIRROR/pinned.yaml.tmp
+  {
+    printf '# Written by scripts/build-mirror.sh: what this lab build made (%s only), in the\n' "$ARCH"
+    printf '# upstream release layout under upstream/. Use with\n'
+    printf '#   director-boot artifacts fetch --from URL --manifest %s\n' "$MIRROR/pinned.yaml"
+    printf 'source: "scripts/build-mirror.sh (static builds from the upstream Go modules), %s"\n' \
+      "$(go env GOVERSION)"
+    printf 'kubernetes_version: %s\ncomponents:\n' "$K8S_VERSION"
+    for row in "${UPSTREAM_ROWS[@]}"; do
+      IFS=$'\t' read -r component version rel members <<<"$row"
+      sha=$(sha256sum <"$MIRROR/upstream/$rel" | cut -d' ' -f1)
+      printf -- '- name: %s\n  version: "%s"\n  url: "https://%s"\n' "$component" "$version" "$rel"
+      printf '  sha256: {%s: %s}\n  files:\n' "$ARCH" "$sha"
+      for m in $members; do
+        if [[ $m == =* ]]; then
+          name=${m#=}; name=${name#bin/}
+          printf '  - {name: %s, path: "%s"}\n' "$name" "${m#=}"
+        else
+          name=${m#*=}
+          if [[ $name == cni/* ]]; then name=cni-${name#cni/}; else name=${name#bin/}; fi
+          printf '  - {name: %s, member: "%s", path: "%s"}\n' "$name" "${m%%=*}" "${m#*=}"
+        fi
+      done
+    done
+    for name in pause coredns busybox; do
+      row=$(printf '%s\n' "${ARTIFACTS[@]}" | awk -F'\t' -v n="$name" '$1 == n && $3 == "image"')
+      IFS=$'\t' read -r _ version _ rel m <<<"$row"
+      sha=$(sha256sum <"$MIRROR/$rel" | cut -d' ' -f1)
+      printf -- '- name: %s\n  kind: image\n  version: "%s"\n  ref: "%s"\n' "$name" "$version" "${m#ref:}"
+      printf '  path: "%s"\n  sha256: {all: %s}\n' "$rel" "$sha"
+    done
+  } >"$out"
+  mv -f "$out" "$MIRROR/pinned.yaml"
 }
 
 # ---- images (umoci: OCI layout -> tar accepted by `ctr images import`) ------
@@ -434,12 +599,18 @@ main() {
   fi
   invalidate_stale
   mkdir -p "$MIRROR" "$WORK"
-  deb_artifacts
-  k8s_artifacts
-  go_tool_artifacts
-  image_artifacts
-  write_manifest
-  log "mirror ready: $MIRROR ($(du -sh "$MIRROR" | cut -f1))"
+  step "debian packages (busybox-static, for the busybox test image)" fetch_debs
+  step "kubernetes $K8S_VERSION" k8s_artifacts
+  step "crictl $CRICTL_VERSION, coredns $COREDNS_VERSION" go_tool_artifacts
+  step "etcd $ETCD_VERSION" etcd_artifacts
+  step "containerd $CONTAINERD_VERSION" containerd_artifacts
+  step "runc $RUNC_VERSION" runc_artifacts
+  step "cni plugins $CNI_VERSION" cni_artifacts
+  step "images" image_artifacts
+  step "upstream layout" upstream_layout
+  step "manifest.json" write_manifest
+  step "pinned.yaml" write_pinned
+  log "mirror ready: $MIRROR ($(du -sh "$MIRROR" | cut -f1)) in $((SECONDS - START))s"
 }
 
 main "$@"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Verify the mirror built by scripts/build-mirror.sh, for real, on loopback:
-#   1. SHA256SUMS match; every binary runs and reports its version
-#      (kubernetes binaries must report the manifest's kubernetes_version);
+#   1. SHA256SUMS match; every executable the mirror stages on hosts (bin/, cni/)
+#      is static (no ELF interpreter: runs on any glibc, e.g. RHEL 8's 2.28);
+#      every binary runs and reports its version (kubernetes binaries must
+#      report the manifest's kubernetes_version; etcd 3.6+, containerd 2.x,
+#      runc 1.3+);
 #   2. kube-apiserver from the mirror against the mirror's etcd on 127.0.0.1
 #      (high ports, temp data dir) reaches /readyz=ok, and kubectl can talk to
 #      it with a client certificate (version, create namespace);
@@ -73,7 +76,7 @@ require() {
   [[ -s $MIRROR/manifest.json ]] || die "no $MIRROR/manifest.json: run scripts/build-mirror.sh"
   ((EUID == 0)) || die "must run as root (containerd, runc)"
   local t
-  for t in openssl curl sha256sum; do command -v "$t" >/dev/null || die "missing $t"; done
+  for t in openssl curl sha256sum readelf; do command -v "$t" >/dev/null || die "missing $t"; done
 }
 
 manifest_k8s_version() {
@@ -89,6 +92,44 @@ show_version() {
   local out
   out=$("$BIN/$1" "${@:2}" 2>&1) || die "$1 ${*:2} failed: $out"
   log "  $1: ${out%%$'\n'*}"
+}
+
+# Every executable under bin/ and cni/: no PT_INTERP program header (static).
+check_static() {
+  local f n=0 dynamic=()
+  for f in "$MIRROR"/bin/* "$MIRROR"/cni/*; do
+    [[ -f $f && -x $f ]] || continue
+    n=$((n + 1))
+    if readelf -lW "$f" 2>/dev/null | grep -q 'INTERP'; then
+      dynamic+=("${f#"$MIRROR"/} ($(readelf -lW "$f" | sed -n 's/.*interpreter: \(.*\)\]/\1/p'))")
+    fi
+  done
+  ((${#dynamic[@]} == 0)) || die "dynamically linked (ELF interpreter): ${dynamic[*]}"
+  log "all $n executables in bin/ and cni/ are static (no ELF interpreter)"
+}
+
+# version_at_least VERSION MIN: dotted numeric comparison (v prefix ignored).
+version_at_least() {
+  [[ $(printf '%s\n%s\n' "${2#v}" "${1#v}" | sort -V | head -n1) == "${2#v}" ]]
+}
+
+# check_min NAME OUTPUT MIN MAX-EXCLUSIVE: the first x.y.z in OUTPUT within [MIN, MAX).
+check_min() {
+  local name=$1 out=$2 min=$3 max=$4 v
+  v=$(grep -oE '[0-9]+\.[0-9]+\.[0-9]+' <<<"$out" | head -n1)
+  [[ -n $v ]] || die "$name: no version in '$out'"
+  version_at_least "$v" "$min" || die "$name $v: want $min or newer"
+  ! version_at_least "$v" "$max" || die "$name $v: want older than $max"
+  log "  $name $v (>= $min, < $max)"
+}
+
+check_component_versions() {
+  check_min etcd "$("$BIN/etcd" --version 2>&1)" 3.6.0 3.7.0
+  check_min etcdctl "$("$BIN/etcdctl" version 2>&1)" 3.6.0 3.7.0
+  check_min containerd "$("$BIN/containerd" --version 2>&1 | sed 's/.*containerd //')" 2.0.0 3.0.0
+  check_min runc "$("$BIN/runc" --version 2>&1)" 1.3.0 2.0.0
+  "$BIN/runc" --version | grep -q '^libseccomp: [0-9]' || die "runc built without seccomp (no libseccomp line in runc --version)"
+  check_min cni-bridge "$("$MIRROR/cni/bridge" 2>&1 </dev/null || true)" 1.0.0 2.0.0
 }
 
 check_versions() {
@@ -282,7 +323,9 @@ main() {
   require
   kv=$(manifest_k8s_version)
   check_checksums
+  check_static
   check_versions "$kv"
+  check_component_versions
   check_control_plane "$kv"
   start_containerd
   check_images

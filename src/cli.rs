@@ -98,7 +98,8 @@ pub enum Command {
         /// Print what each host would get; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Artifact mirror directory (manifest.json + files); default: <cache>/mirror.
+        /// Artifact mirror directory (manifest.json + files) or bundle file (`artifacts
+        /// bundle`); default: <cache>/mirror.
         #[arg(long)]
         artifacts: Option<PathBuf>,
         /// Preflight checks to downgrade to warnings (comma-separated names).
@@ -195,6 +196,12 @@ pub enum Command {
         forget: bool,
         #[command(flatten)]
         ssh: SshArgs,
+    },
+    /// The artifact mirror: fetch the pinned upstream binaries and images, verify, list,
+    /// export in the upstream layout for a web server, or bundle as one file.
+    Artifacts {
+        #[command(subcommand)]
+        command: crate::commands::artifacts::ArtifactsCommand,
     },
     /// Container images on the nodes (side-loading for clusters without a registry).
     Images {

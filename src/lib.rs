@@ -1,6 +1,7 @@
 //! director-boot: from a host inventory to a Kubernetes cluster for big-data work.
 
 pub mod apps;
+pub mod artifacts;
 pub mod catalog;
 pub mod cli;
 pub mod cluster_state;

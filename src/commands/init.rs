@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use super::connect::load_inventory;
 use crate::cli::SshArgs;
 use crate::engine::action::init::{self, Request};
@@ -30,6 +32,16 @@ pub struct InitArgs<'a> {
 
 pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     let inv = load_inventory(a.inventory)?;
+    // A bundle file (`artifacts bundle`): unpacked and checked once into the cache, then used
+    // as the mirror.
+    let artifacts = match a.artifacts {
+        Some(file) if file.is_file() => Some(
+            crate::artifacts::bundle::mirror_from_bundle(&paths.cache, &file)
+                .await
+                .with_context(|| format!("--artifacts {}", file.display()))?,
+        ),
+        other => other,
+    };
     init::run(
         paths,
         Request {
@@ -41,7 +53,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
                 only_components: a.only_phases,
                 only_hosts: a.only_hosts,
             },
-            artifacts: a.artifacts,
+            artifacts,
             fleet: a.ssh.fleet(),
             json: a.json,
             verbose: a.verbose,

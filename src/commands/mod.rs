@@ -6,6 +6,7 @@ use crate::cli::{Cli, Command};
 use crate::paths::Paths;
 
 pub mod apps;
+pub mod artifacts;
 mod catalog;
 mod certs;
 pub mod connect;
@@ -77,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lab { command } => lab::run(&paths, command, json).await,
         Command::Images { command } => images::run(&paths, command, json).await,
+        Command::Artifacts { command } => artifacts::run(&paths, command, json).await,
         Command::Init {
             inventory,
             dry_run,

@@ -25,11 +25,18 @@ pub struct Artifact {
     /// Image reference (`registry.k8s.io/pause:3.10`) for images.
     #[serde(default, rename = "ref")]
     pub reference: Option<String>,
+    /// Architecture of a binary (`artifacts fetch --arch` mirrors hold several); absent: the
+    /// mirror's.
+    #[serde(default)]
+    pub arch: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 struct Manifest {
     kubernetes_version: String,
+    /// The architecture of bin/ and cni/ (absent: the only one).
+    #[serde(default)]
+    arch: Option<String>,
     artifacts: Vec<Artifact>,
 }
 
@@ -81,8 +88,13 @@ impl Artifacts {
             dir: dir.to_path_buf(),
             reason: format!("{}: {e}", file.display()),
         })?;
-        let (images, binaries): (Vec<Artifact>, Vec<Artifact>) =
-            m.artifacts.into_iter().partition(|a| a.kind == Kind::Image);
+        // Binaries of the mirror's own architecture only (other arches live under arch/).
+        let primary = m.arch.clone();
+        let (images, binaries): (Vec<Artifact>, Vec<Artifact>) = m
+            .artifacts
+            .into_iter()
+            .filter(|a| a.arch.is_none() || primary.is_none() || a.arch == primary)
+            .partition(|a| a.kind == Kind::Image);
         let by_name = |v: Vec<Artifact>| v.into_iter().map(|a| (a.name.clone(), a)).collect();
         Ok(Artifacts {
             dir: dir.to_path_buf(),

@@ -136,9 +136,17 @@ pub fn cache_dir() -> PathBuf {
         })
 }
 
+/// The artifact mirror the lab tests use: $DIRECTOR_BOOT_MIRROR_DIR (as scripts/build-mirror.sh
+/// and verify-mirror.sh), else <cache>/mirror.
+pub fn mirror_dir() -> PathBuf {
+    std::env::var_os("DIRECTOR_BOOT_MIRROR_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("mirror"))
+}
+
 /// The artifact mirror the lab tests init from (scripts/build-mirror.sh builds it).
 pub fn lab_mirror() -> PathBuf {
-    let mirror = cache_dir().join("mirror");
+    let mirror = mirror_dir();
     assert!(
         mirror.join("manifest.json").exists(),
         "no artifact mirror at {}: run scripts/build-mirror.sh first",
