@@ -7,6 +7,12 @@ export DIRECTOR_BOOT_CACHE_DIR="${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director
 # Build outputs live in the cache too, so a later run (CI on a fresh clone) starts warm.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DIRECTOR_BOOT_CACHE_DIR/cargo-target}"
 
+# --long: also the long scenarios CI leaves out (several HA failovers, the measurements that
+# compare configurations); run them by hand and report what they measured.
+if [ "${1:-}" = "--long" ]; then
+  export DIRECTOR_BOOT_LONG_TESTS=1 HA_FAILOVER_ROUNDS="${HA_FAILOVER_ROUNDS:-3}"
+fi
+
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

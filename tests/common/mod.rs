@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_director-boot");
 
+/// `scripts/test.sh --long`: the long scenarios CI leaves out.
+pub fn long_tests() -> bool {
+    std::env::var_os("DIRECTOR_BOOT_LONG_TESTS").is_some_and(|v| v == "1")
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
