@@ -179,6 +179,7 @@ pub fn parse(text: &str, source: Source) -> Result<Option<YNode>, (At, String)> 
                     "expands to too many nodes (aliases?): write it out plainly".into()
                 }
                 TreeError::TooDeep { .. } => "is nested too deep: flatten it".into(),
+                TreeError::BadMerge { .. } => e.to_string(),
             };
             Err((at, message))
         }

@@ -304,6 +304,11 @@ impl<'n> Fields<'n> {
                     continue;
                 }
             };
+            // `x-` keys hold the user's own shared values (anchors to merge elsewhere), as in
+            // Compose files; they configure nothing.
+            if name.starts_with("x-") {
+                continue;
+            }
             let field = join(path, name);
             if !valid.contains(&name) {
                 let hint = match closest(name, valid) {

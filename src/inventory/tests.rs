@@ -92,7 +92,7 @@ bad!(
     r"
 cluster: {name: c1}
 host:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:1:1: hosts: missing: list the cluster's hosts, each with name, address and roles",
@@ -104,7 +104,7 @@ bad!(
     missing_cluster,
     r"
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:1:1: cluster.name: missing: add `cluster:` with `name: <a DNS label like prod-bigdata>`"
@@ -117,7 +117,7 @@ bad!(
 cluster:
   title: c1
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:2:3: cluster.title: unknown field; valid fields here: name, control_plane_endpoint",
@@ -130,7 +130,7 @@ bad!(
     r"
 cluster: {name: Prod_Data}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:1:17: cluster.name: `Prod_Data` is not a DNS label: use only lowercase letters, digits and '-'"
@@ -143,7 +143,7 @@ bad!(
 cluster:
   name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:2:9: cluster.name: `aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...` is not a DNS label: it is longer than 63 characters"
@@ -176,7 +176,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - node2
 ",
     [
@@ -189,7 +189,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - port: 2222
     address:
 ",
@@ -207,7 +207,7 @@ cluster: {name: c1}
 hosts:
   - name: n1
     adress: 192.168.1.1
-    roles: [etcd, control-plane]
+    roles: [etcd, control-plane, worker]
 ",
     [
         "inv.yaml:3:5: hosts[0].address: missing: give the host's IPv4 or IPv6 address",
@@ -222,7 +222,7 @@ cluster: {name: c1}
 hosts:
   - name: n1
     address: 192.168.1.1
-    roles: [etcd, control-plane]
+    roles: [etcd, control-plane, worker]
     name: n2
 ",
     ["inv.yaml:6:5: hosts[0].name: given twice (first at line 3): keep one"]
@@ -233,7 +233,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n1, address: 192.168.1.2, roles: [worker]}
 ",
     [
@@ -247,12 +247,13 @@ bad!(
 cluster: {name: c1}
 defaults: {port: 2200}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 192.168.1.1, roles: [worker], port: 2201}
   - {name: n3, address: 192.168.1.1, roles: [worker]}
 ",
     [
-        "inv.yaml:6:25: hosts[2].address: 192.168.1.1 port 2200 is already hosts[0]'s: each host needs its own address (or SSH port)"
+        "inv.yaml:5:25: hosts[1].address: 192.168.1.1 is already hosts[0]'s (SSH port 2200; a different SSH port does not make it another node): each host needs its own address, which is also its node address (for VMs behind port forwards, give each VM's private network address)",
+        "inv.yaml:6:25: hosts[2].address: 192.168.1.1 port 2200 is already hosts[0]'s: each host needs its own address, which is also its node address (for VMs behind port forwards, give each VM's private network address)"
     ]
 );
 
@@ -261,7 +262,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: node-1-, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: node-1-, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: Node.2, address: 192.168.1.2, roles: [worker]}
 ",
     [
@@ -275,7 +276,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: n1.example.com, roles: [etcd, control-plane]}
+  - {name: n1, address: n1.example.com, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:25: hosts[0].address: expected an IPv4 or IPv6 address like 192.168.56.11 (names are not resolved), found `n1.example.com`"
@@ -287,7 +288,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 0.0.0.0, roles: [etcd, control-plane]}
+  - {name: n1, address: 0.0.0.0, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:25: hosts[0].address: `0.0.0.0` is not a host's address: give the address SSH can reach it on"
@@ -299,7 +300,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: [192.168.1.1], roles: [etcd, control-plane]}
+  - {name: n1, address: [192.168.1.1], roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:25: hosts[0].address: expected an IPv4 or IPv6 address like 192.168.56.11 (names are not resolved), found a list"
@@ -346,7 +347,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 192.168.1.2, roles: []}
 ",
     ["inv.yaml:4:45: hosts[1].roles: no roles: give at least one of etcd, control-plane, worker"]
@@ -384,9 +385,9 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], port: 0}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker], port: 0}
 ",
-    ["inv.yaml:3:74: hosts[0].port: expected a port number in 1..=65535, found `0`"]
+    ["inv.yaml:3:82: hosts[0].port: expected a port number in 1..=65535, found `0`"]
 );
 
 bad!(
@@ -396,7 +397,7 @@ cluster: {name: c1}
 defaults:
   port: ssh
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     ["inv.yaml:3:9: defaults.port: expected a port number in 1..=65535, found `ssh`"]
 );
@@ -408,7 +409,7 @@ cluster: {name: c1}
 defaults:
   port: 65536
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     ["inv.yaml:3:9: defaults.port: expected a port number in 1..=65535, found `65536`"]
 );
@@ -421,7 +422,7 @@ network:
   pod_cidr: 10.244.0.0/33
   service_cidr: services
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:13: network.pod_cidr: expected a CIDR like 10.244.0.0/16, found `10.244.0.0/33`",
@@ -436,7 +437,7 @@ cluster: {name: c1}
 network:
   pod_cidr: 10.244.1.0/16
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:13: network.pod_cidr: `10.244.1.0/16` has bits set past its /16 prefix: did you mean 10.244.0.0/16?"
@@ -450,7 +451,7 @@ cluster: {name: c1}
 network:
   pod_cidr: 10.96.0.0/16
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:13: network.pod_cidr: pod_cidr 10.96.0.0/16 and service_cidr 10.96.0.0/12 overlap: give ranges that do not"
@@ -465,10 +466,10 @@ network:
   pod_cidr: fd00:10:244::/56
   node_prefix: 64
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
-        "inv.yaml:3:13: network.pod_cidr: pod_cidr fd00:10:244::/56 is IPv6 but service_cidr 10.96.0.0/12 is IPv4: dual-stack is not supported, use one family for both"
+        "inv.yaml:3:13: network.pod_cidr: fd00:10:244::/56 is IPv6, but the overlay carries IPv4 only (VXLAN routes, masquerade and forwarding are IPv4): use an IPv4 pod_cidr like 10.244.0.0/16, an IPv4 service_cidr and IPv4 host addresses"
     ]
 );
 
@@ -477,7 +478,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane]}
+  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:25: hosts[0].address: fd00::11 is IPv6 but network.service_cidr 10.96.0.0/12 is IPv4: the cluster is single-stack, so hosts and CIDRs must share one family"
@@ -489,7 +490,7 @@ bad!(
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 10.244.3.4, roles: [etcd, control-plane]}
+  - {name: n1, address: 10.244.3.4, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 10.100.0.1, roles: [worker]}
 ",
     [
@@ -505,7 +506,7 @@ cluster: {name: c1}
 network:
   node_prefix: 16
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:16: network.node_prefix: /16 must be longer than pod_cidr 10.244.0.0/16's /16: each node gets a slice of pod_cidr (e.g. 24)"
@@ -519,7 +520,7 @@ cluster: {name: c1}
 network:
   pod_cidr: 10.244.0.0/23
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 192.168.1.2, roles: [worker]}
   - {name: n3, address: 192.168.1.3, roles: [worker]}
 ",
@@ -535,7 +536,7 @@ cluster: {name: c1}
 network:
   node_prefix: 31
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:16: network.node_prefix: /31 leaves each node fewer than 4 pod addresses: use at most /30"
@@ -551,7 +552,7 @@ network:
   service_cidr: 172.16.0.0/16
   node_prefix: 26
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:5:16: network.node_prefix: /26 splits pod_cidr 10.0.0.0/8 into more than 2^16 node subnets, which kube-controller-manager refuses: use at most /24"
@@ -565,7 +566,7 @@ cluster: {name: c1}
 network:
   overlay: {vni: 16777216}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:18: network.overlay.vni: expected a VXLAN network identifier in 1..=16777215, found `16777216`"
@@ -581,7 +582,7 @@ network:
     mtu: 9001
     port: 0
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:4:10: network.overlay.mtu: expected `auto` or an MTU in 576..=9000, found `9001`",
@@ -596,7 +597,7 @@ cluster: {name: c1}
 network:
   overlay: {mtu: jumbo}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     ["inv.yaml:3:18: network.overlay.mtu: expected `auto` or an MTU in 576..=9000, found `jumbo`"]
 );
@@ -608,7 +609,7 @@ cluster: {name: c1}
 ssh:
   connect_timeout: 301
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     ["inv.yaml:3:20: ssh.connect_timeout: expected a number of seconds in 1..=300, found `301`"]
 );
@@ -619,7 +620,7 @@ bad!(
 cluster: {name: c1}
 ssh: {connect_timeout: -5}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     ["inv.yaml:2:24: ssh.connect_timeout: expected a number of seconds in 1..=300, found `-5`"]
 );
@@ -633,7 +634,7 @@ ssh:
     address: 192.168.1.2
     user: jump
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 192.168.1.2, roles: [worker]}
 ",
     [
@@ -648,7 +649,7 @@ cluster: {name: c1}
 ssh:
   bastion: {port: 2222, host: jump}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:13: ssh.bastion.address: missing: give the bastion's IPv4 or IPv6 address",
@@ -663,7 +664,7 @@ cluster: {name: c1}
 ssh:
   bastion: {address: 10.96.0.10}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:22: ssh.bastion.address: 10.96.0.10 is inside network.service_cidr 10.96.0.0/12: hosts must be outside the pod and service ranges; change the address or network.service_cidr"
@@ -676,11 +677,11 @@ bad!(
 cluster: {name: c1}
 defaults: {sudo: yes}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], sudo: 1}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker], sudo: 1}
 ",
     [
         "inv.yaml:2:18: defaults.sudo: expected `auto`, `true` or `false`, found `yes`",
-        "inv.yaml:4:74: hosts[0].sudo: expected `auto`, `true` or `false`, found `1`",
+        "inv.yaml:4:82: hosts[0].sudo: expected `auto`, `true` or `false`, found `1`",
     ]
 );
 
@@ -692,7 +693,7 @@ defaults:
   - user: root
 network: 10.244.0.0/16
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:3: defaults: expected a mapping with fields user, port, identity_file, sudo, kubelet_extra, containerd_extra, found a list",
@@ -708,7 +709,7 @@ defaults:
   kubelet_extra: [maxPods, 200]
   containerd_extra: 'SystemdCgroup = true'
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:18: defaults.kubelet_extra: expected a mapping of settings (or `{}`), found a list",
@@ -725,7 +726,7 @@ defaults:
     maxPods: 200
     maxPods: 300
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     ["inv.yaml:5:5: defaults.kubelet_extra.maxPods: given twice: keep one"]
 );
@@ -736,11 +737,11 @@ bad!(
 cluster: {name: c1}
 defaults: {user: -oProxyCommand=sh}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], user: 'a b'}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker], user: 'a b'}
 ",
     [
         "inv.yaml:2:18: defaults.user: `-oProxyCommand=sh` is not a login name: give a user like root or ubuntu (no spaces, '@', ':' or leading '-')",
-        "inv.yaml:4:74: hosts[0].user: `a b` is not a login name: give a user like root or ubuntu (no spaces, '@', ':' or leading '-')",
+        "inv.yaml:4:82: hosts[0].user: `a b` is not a login name: give a user like root or ubuntu (no spaces, '@', ':' or leading '-')",
     ]
 );
 
@@ -750,11 +751,11 @@ bad!(
 cluster: {name: c1}
 defaults: {identity_file: keys/id_ed25519}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], identity_file: ~/.ssh/nope}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker], identity_file: ~/.ssh/nope}
 ",
     [
         "inv.yaml:2:27: defaults.identity_file: cannot read /inv/keys/id_ed25519: no such file: give a readable private key, or remove identity_file to use the ssh-agent",
-        "inv.yaml:4:83: hosts[0].identity_file: cannot read /home/ops/.ssh/nope: no such file: give a readable private key, or remove identity_file to use the ssh-agent",
+        "inv.yaml:4:91: hosts[0].identity_file: cannot read /home/ops/.ssh/nope: no such file: give a readable private key, or remove identity_file to use the ssh-agent",
     ]
 );
 
@@ -764,7 +765,7 @@ bad!(
 cluster: {name: c1}
 defaults: {identity_file: ~admin/.ssh/id_rsa}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:2:27: defaults.identity_file: `~admin/.ssh/id_rsa`: only `~/` (your own home) is expanded; write the full path"
@@ -780,14 +781,14 @@ network:
   service_cidr: 10.244.0.0/20
   overlay: {vni: 0}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane], port: 0}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker], port: 0}
   - {name: n1, address: 192.168.1.2, roles: [etcd]}
   - {name: N3, address: 10.244.9.9, roles: [worker, etc]}
 ",
     [
         "inv.yaml:4:17: network.service_cidr: pod_cidr 10.244.0.0/16 and service_cidr 10.244.0.0/20 overlap: give ranges that do not",
         "inv.yaml:5:18: network.overlay.vni: expected a VXLAN network identifier in 1..=16777215, found `0`",
-        "inv.yaml:7:74: hosts[0].port: expected a port number in 1..=65535, found `0`",
+        "inv.yaml:7:82: hosts[0].port: expected a port number in 1..=65535, found `0`",
         "inv.yaml:8:12: hosts[1].name: `n1` is already the name of hosts[0]: host names must be unique",
         "inv.yaml:9:12: hosts[2].name: `N3` is not a DNS label: use only lowercase letters, digits and '-'",
         "inv.yaml:9:25: hosts[2].address: 10.244.9.9 is inside network.pod_cidr 10.244.0.0/16: hosts must be outside the pod and service ranges; change the address or network.pod_cidr",
@@ -836,7 +837,7 @@ mod key_files {
 cluster: {name: c1}
 defaults: {identity_file: id_open}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 "
             ),
             [format!(
@@ -858,7 +859,7 @@ cluster: {name: c1}
 ssh:
   bastion: {address: 203.0.113.10, identity_file: ./keys}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 "
             ),
             [format!(
@@ -878,7 +879,7 @@ hosts:
 cluster: {name: c1}
 ssh: {known_hosts: .}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 "
             ),
             [format!(
@@ -903,7 +904,7 @@ hosts:
 cluster: {name: c1}
 defaults: {identity_file: id_locked}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 "
             ),
             [format!(
@@ -926,7 +927,7 @@ defaults: {identity_file: ./cluster_key, user: ops}
 ssh:
   bastion: {address: 203.0.113.10, user: jump}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 192.168.1.2, roles: [worker], identity_file: ~/.ssh/id_ed25519}
   - {name: n3, address: 192.168.1.3, roles: [worker], identity_file: null}
 ",
@@ -1023,7 +1024,7 @@ hosts:
     user: root
     port: 22
     kubelet_extra: {evictionHard: {memory.available: 1Gi}, maxPods: 250}
-  - {name: n3, address: 192.168.1.3, roles: [worker], sudo: false}
+  - {name: n3, address: 192.168.1.3, roles: [worker], user: root, sudo: false}
   - {name: n4, address: 192.168.1.4, roles: [worker], user: root, sudo: true}
 ",
     );
@@ -1051,7 +1052,7 @@ hosts:
         [
             ("n1", "ubuntu", 2222, true),
             ("n2", "root", 22, false),
-            ("n3", "ubuntu", 2222, false),
+            ("n3", "root", 2222, false),
             ("n4", "root", 2222, true),
         ]
     );
@@ -1069,39 +1070,12 @@ hosts:
     assert_eq!(inv.hosts_with(Role::Worker).count(), 3);
 }
 
-#[test]
-fn same_address_with_different_ports_is_allowed() {
-    let inv = good(
-        r"
-cluster: {name: lab}
-hosts:
-  - {name: n1, address: 127.0.0.1, port: 2201, roles: [etcd, control-plane]}
-  - {name: n2, address: 127.0.0.1, port: 2202, roles: [worker]}
-",
-    );
-    assert_eq!(inv.hosts.len(), 2);
-}
-
-#[test]
-fn ipv6_single_stack_cluster_loads() {
-    let inv = good(
-        r"
-cluster: {name: v6}
-network: {pod_cidr: 'fd00:10:244::/56', service_cidr: 'fd00:10:96::/112', node_prefix: 64}
-hosts:
-  - {name: n1, address: '2001:db8::11', roles: [etcd, control-plane, worker]}
-",
-    );
-    assert_eq!(inv.network.node_prefix, 64);
-    assert!(inv.hosts[0].ssh.address.is_ipv6());
-}
-
 bad!(
     two_etcd_members,
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 192.168.1.2, roles: [etcd, worker]}
 ",
     [
@@ -1114,9 +1088,9 @@ bad!(
     r"
 cluster: {name: c1, control_plane_endpoint: 192.168.1.10}
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
-  - {name: n2, address: 192.168.1.2, roles: [etcd, control-plane]}
-  - {name: n3, address: 192.168.1.3, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+  - {name: n2, address: 192.168.1.2, roles: [etcd, control-plane, worker]}
+  - {name: n3, address: 192.168.1.3, roles: [etcd, control-plane, worker]}
   - {name: n4, address: 192.168.1.4, roles: [etcd, worker]}
 ",
     [
@@ -1138,9 +1112,9 @@ bad!(
 cluster:
   name: c1
 hosts:
-  - {name: n1, address: 192.168.1.10, roles: [etcd, control-plane]}
-  - {name: n2, address: 192.168.1.11, roles: [etcd, control-plane]}
-  - {name: n3, address: 192.168.1.12, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.10, roles: [etcd, control-plane, worker]}
+  - {name: n2, address: 192.168.1.11, roles: [etcd, control-plane, worker]}
+  - {name: n3, address: 192.168.1.12, roles: [etcd, control-plane, worker]}
 ",
     [
         // .10 is a host's, so the example is the lowest free one.
@@ -1152,7 +1126,7 @@ bad!(
     two_control_planes_without_an_endpoint_and_one_etcd,
     r"
 hosts:
-  - {name: n1, address: 10.0.0.5, roles: [etcd, control-plane]}
+  - {name: n1, address: 10.0.0.5, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 10.0.0.6, roles: [control-plane, worker]}
 cluster: {name: c1}
 ",
@@ -1164,7 +1138,7 @@ cluster: {name: c1}
 /// Three control planes and three etcd members, with `endpoint` as `control_plane_endpoint`.
 fn ha(endpoint: &str) -> String {
     format!(
-        "cluster:\n  name: c1\n  control_plane_endpoint: {endpoint}\nhosts:\n  - {{name: n1, address: 192.168.56.11, roles: [etcd, control-plane]}}\n  - {{name: n2, address: 192.168.56.12, roles: [etcd, control-plane]}}\n  - {{name: n3, address: 192.168.56.13, roles: [etcd, control-plane, worker]}}\n"
+        "cluster:\n  name: c1\n  control_plane_endpoint: {endpoint}\nhosts:\n  - {{name: n1, address: 192.168.56.11, roles: [etcd, control-plane, worker]}}\n  - {{name: n2, address: 192.168.56.12, roles: [etcd, control-plane]}}\n  - {{name: n3, address: 192.168.56.13, roles: [etcd, control-plane, worker]}}\n"
     )
 }
 
@@ -1180,7 +1154,7 @@ fn endpoint_short_forms() {
     let dns = |s: &str| EndpointHost::Dns(s.into());
     let cases = [
         ("192.168.56.10", ip("192.168.56.10"), 6443, true),
-        ("192.168.56.10:7443", ip("192.168.56.10"), 7443, true),
+        ("192.168.56.10:6443", ip("192.168.56.10"), 6443, true),
         ("api.example.com", dns("api.example.com"), 6443, false),
         ("api.example.com:8443", dns("api.example.com"), 8443, false),
         ("lb-1", dns("lb-1"), 6443, false),
@@ -1219,6 +1193,7 @@ fn endpoint_long_form_and_vip_modes() {
     assert_eq!(ep.host.to_string(), "192.168.56.11");
 }
 
+/// IPv6 endpoints parse (the cluster itself is refused for its IPv6 pod range, not for them).
 #[test]
 fn endpoint_ipv6_in_brackets_for_urls_only() {
     let text = r"
@@ -1229,15 +1204,21 @@ network: {pod_cidr: 'fd00:10:244::/56', service_cidr: 'fd00:10:96::/112', node_p
 hosts:
   - {name: n1, address: 'fd00::11', roles: [etcd, control-plane, worker]}
 ";
-    let ep = endpoint_of(text);
-    assert_eq!(ep.host, EndpointHost::Ip("fd00::10".parse().unwrap()));
+    let only_pod_cidr = |text: &str| {
+        let found = problems(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("network.pod_cidr: fd00:10:244::/56 is IPv6"));
+    };
+    only_pod_cidr(text);
+    only_pod_cidr(&text.replace("'[fd00::10]:6443'", "'fd00::10'"));
+    let ep = ControlPlaneEndpoint {
+        host: EndpointHost::Ip("fd00::10".parse().unwrap()),
+        port: 6443,
+        managed_vip: true,
+    };
     assert_eq!(ep.host.to_string(), "fd00::10");
     assert_eq!(ep.host_port(), "[fd00::10]:6443");
     assert_eq!(ep.url(), "https://[fd00::10]:6443");
-    assert!(ep.managed_vip);
-    // A bare IPv6 address takes the default port.
-    let bare = text.replace("'[fd00::10]:6443'", "'fd00::10'");
-    assert_eq!(endpoint_of(&bare).host_port(), "[fd00::10]:6443");
 }
 
 #[test]
@@ -1414,6 +1395,176 @@ fn non_utf8_file_is_reported() {
     );
 }
 
+// ---- Inventories real users write (issue 13, item 6) ----
+
+/// Shared values under `x-` keys, anchored once and merged into hosts with `<<`.
+#[test]
+fn merge_keys_and_x_keys_share_host_settings() {
+    let inv = good(
+        r"
+x-node: &node
+  user: ops
+  port: 2222
+  roles: [worker]
+x-notes: {owner: data-team}
+cluster: {name: c1, x-ticket: OPS-1}
+hosts:
+  - <<: *node
+    name: n1
+    address: 192.168.1.1
+    roles: [etcd, control-plane, worker]
+  - {<<: *node, name: n2, address: 192.168.1.2}
+  - <<: [*node, {port: 22}]
+    name: n3
+    address: 192.168.1.3
+    x-rack: r2
+",
+    );
+    let summary: Vec<_> = inv
+        .hosts
+        .iter()
+        .map(|h| {
+            (
+                h.name.as_str(),
+                h.ssh.user.as_str(),
+                h.ssh.port,
+                h.sudo,
+                h.roles.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("n1", "ops", 2222, true, 3),
+            ("n2", "ops", 2222, true, 1),
+            ("n3", "ops", 2222, true, 1),
+        ]
+    );
+}
+
+bad!(
+    merge_of_something_that_is_not_a_mapping,
+    r"
+cluster: {name: c1}
+hosts:
+  - {<<: node, name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+",
+    [
+        "inv.yaml:3:10: (file): `<<` merges a mapping or a list of mappings (like `<<: *defaults`), found `node`"
+    ]
+);
+
+bad!(
+    merged_fields_are_still_checked,
+    r"
+x-node: &node {user: ops, rolez: [worker]}
+cluster: {name: c1}
+hosts:
+  - {<<: *node, name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+",
+    [
+        "inv.yaml:1:27: hosts[0].rolez: unknown field (did you mean `roles`?); valid fields here: name, address, roles, user, port, identity_file, sudo, kubelet_extra, containerd_extra"
+    ]
+);
+
+bad!(
+    no_host_runs_workloads,
+    r"
+cluster: {name: c1}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n2, address: 192.168.1.2, roles: [etcd]}
+  - {name: n3, address: 192.168.1.3, roles: [etcd]}
+",
+    [
+        "inv.yaml:3:3: hosts: no host has the worker role: control planes are tainted NoSchedule and etcd-only hosts run no kubelet, so no workload (apps, netcheck pods) could be scheduled; add `worker` to at least one host's roles (a control plane can be a worker too)"
+    ]
+);
+
+bad!(
+    ipv6_pod_cidr_the_overlay_cannot_carry,
+    r"
+cluster: {name: v6}
+network: {pod_cidr: 'fd00:10:244::/56', service_cidr: 'fd00:10:96::/112', node_prefix: 64}
+hosts:
+  - {name: n1, address: '2001:db8::11', roles: [etcd, control-plane, worker]}
+",
+    [
+        "inv.yaml:2:21: network.pod_cidr: fd00:10:244::/56 is IPv6, but the overlay carries IPv4 only (VXLAN routes, masquerade and forwarding are IPv4): use an IPv4 pod_cidr like 10.244.0.0/16, an IPv4 service_cidr and IPv4 host addresses"
+    ]
+);
+
+bad!(
+    hosts_of_both_address_families,
+    r"
+cluster: {name: c1}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+  - {name: n2, address: '2001:db8::12', roles: [worker]}
+",
+    [
+        "inv.yaml:4:25: hosts[1].address: 2001:db8::12 is IPv6 but network.service_cidr 10.96.0.0/12 is IPv4: the cluster is single-stack, so hosts and CIDRs must share one family"
+    ]
+);
+
+bad!(
+    non_root_login_without_sudo,
+    r"
+cluster: {name: c1}
+defaults: {user: ops, sudo: false}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+  - {name: n2, address: 192.168.1.2, roles: [worker], user: root}
+  - {name: n3, address: 192.168.1.3, roles: [worker], user: ec2-user, sudo: false}
+",
+    [
+        "inv.yaml:2:29: hosts[0].sudo: `false` (from defaults.sudo, line 2) but the login `ops` is not root: init installs binaries, units and certificates as root, so it needs sudo; use `sudo: auto` (or true) or log in as root",
+        "inv.yaml:6:77: hosts[2].sudo: `false` but the login `ec2-user` is not root: init installs binaries, units and certificates as root, so it needs sudo; use `sudo: auto` (or true) or log in as root",
+    ]
+);
+
+bad!(
+    loopback_and_unspecified_host_addresses,
+    r"
+cluster: {name: c1}
+hosts:
+  - {name: n1, address: 127.0.0.1, port: 2201, roles: [etcd, control-plane, worker]}
+  - {name: n2, address: '::', roles: [worker]}
+",
+    [
+        "inv.yaml:3:25: hosts[0].address: 127.0.0.1 is a loopback address: a host's address is also its node address (etcd peers, the API server, the overlay, kubelet's node IP), so give the address other hosts reach it at",
+        "inv.yaml:4:25: hosts[1].address: `::` is not a host's address: give the address SSH can reach it on",
+    ]
+);
+
+bad!(
+    virtual_ip_on_a_port_no_api_server_listens_on,
+    r"
+cluster: {name: c1, control_plane_endpoint: 192.168.1.10:7443}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+",
+    [
+        "inv.yaml:1:45: cluster.control_plane_endpoint.port: 7443 with a virtual IP: the VIP lands on a control plane, whose API server listens on 6443; leave the port out, or set `vip: false` if a load balancer of yours listens on 7443"
+    ]
+);
+
+#[test]
+fn load_balancer_of_ones_own_may_use_any_port() {
+    let inv = good(
+        r"
+cluster: {name: c1, control_plane_endpoint: {address: 192.168.1.10, port: 7443, vip: false}}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+",
+    );
+    assert_eq!(
+        inv.control_plane_endpoint.map(|e| e.url()),
+        Some("https://192.168.1.10:7443".into())
+    );
+}
+
 mod fuzz {
     use proptest::prelude::*;
 
@@ -1479,7 +1630,7 @@ bad!(
 cluster: {name: c1}
 hosts:
   - just-a-name
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n1, address: 192.168.1.2, roles: [worker]}
 ",
     [
@@ -1507,7 +1658,7 @@ network:
   service_cidr: 10.0.0.0/8
   pod_cidr: 172.16.0.0/16
 hosts:
-  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
         "inv.yaml:3:17: network.service_cidr: 10.0.0.0/8 has 16777216 addresses: kube-apiserver needs a service range of /12 to /28"
@@ -1523,9 +1674,10 @@ network:
   service_cidr: 'fd00:10:96::/126'
   node_prefix: 64
 hosts:
-  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane]}
+  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane, worker]}
 ",
     [
+        "inv.yaml:3:13: network.pod_cidr: fd00:10:244::/56 is IPv6, but the overlay carries IPv4 only (VXLAN routes, masquerade and forwarding are IPv4): use an IPv4 pod_cidr like 10.244.0.0/16, an IPv4 service_cidr and IPv4 host addresses",
         "inv.yaml:4:17: network.service_cidr: fd00:10:96::/126 has 4 addresses: kube-apiserver needs a service range of /108 to /124"
     ]
 );
@@ -1540,9 +1692,10 @@ network:
   node_prefix: 64
   overlay: {mtu: 1200}
 hosts:
-  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane]}
+  - {name: n1, address: 'fd00::11', roles: [etcd, control-plane, worker]}
 ",
     [
+        "inv.yaml:3:13: network.pod_cidr: fd00:10:244::/56 is IPv6, but the overlay carries IPv4 only (VXLAN routes, masquerade and forwarding are IPv4): use an IPv4 pod_cidr like 10.244.0.0/16, an IPv4 service_cidr and IPv4 host addresses",
         "inv.yaml:6:18: network.overlay.mtu: 1200 is below IPv6's minimum MTU: with an IPv6 pod_cidr use auto or 1280..=9000"
     ]
 );

@@ -86,6 +86,8 @@ pub enum TreeError {
         "is indented or nested more than {MAX_INDENT} columns deep: an inventory needs far less"
     )]
     TooDeep { mark: Mark },
+    #[error("`<<` merges a mapping or a list of mappings (like `<<: *defaults`), found {found}")]
+    BadMerge { mark: Mark, found: String },
 }
 
 impl TreeError {
@@ -94,7 +96,8 @@ impl TreeError {
             TreeError::Syntax { mark, .. }
             | TreeError::SeveralDocuments { mark }
             | TreeError::TooLarge { mark }
-            | TreeError::TooDeep { mark } => *mark,
+            | TreeError::TooDeep { mark }
+            | TreeError::BadMerge { mark, .. } => *mark,
         }
     }
 }
@@ -229,10 +232,14 @@ impl MarkedEventReceiver for Builder {
                 if let Some(mut open) = self.stack.pop() {
                     // A block mapping's start marker lands just past its first key's first
                     // character; the key itself is where a reader looks.
-                    if let Kind::Map(entries) = &open.node.kind
-                        && let Some((key, _)) = entries.first()
-                    {
-                        open.node.mark = key.mark;
+                    if let Kind::Map(entries) = &mut open.node.kind {
+                        if let Some((key, _)) = entries.first() {
+                            open.node.mark = key.mark;
+                        }
+                        if let Err(e) = resolve_merges(entries) {
+                            self.error.get_or_insert(e);
+                            return;
+                        }
                     }
                     self.finish(open.node, open.anchor);
                 }
@@ -253,6 +260,54 @@ impl MarkedEventReceiver for Builder {
             | Event::DocumentEnd => {}
         }
     }
+}
+
+fn is_merge_key(key: &Node) -> bool {
+    matches!(&key.kind, Kind::Scalar { text, plain: true } if text == "<<")
+}
+
+/// YAML merge keys (`<<: *defaults` or `<<: [*a, *b]`): the merged mappings' entries join this
+/// one unless written here; with a list, earlier mappings win. Explicit entries keep their
+/// order (and duplicates, which `decode` reports); merged ones follow.
+fn resolve_merges(entries: &mut Vec<(Node, Node)>) -> Result<(), TreeError> {
+    if !entries.iter().any(|(k, _)| is_merge_key(k)) {
+        return Ok(());
+    }
+    let (merges, own): (Vec<_>, Vec<_>) = std::mem::take(entries)
+        .into_iter()
+        .partition(|(k, _)| is_merge_key(k));
+    *entries = own;
+    let mut sources = Vec::new();
+    for (_, value) in merges {
+        match value.kind {
+            Kind::Map(m) => sources.push(m),
+            Kind::Seq(items) => {
+                for item in items {
+                    match item.kind {
+                        Kind::Map(m) => sources.push(m),
+                        _ => {
+                            return Err(TreeError::BadMerge {
+                                mark: item.mark,
+                                found: item.describe(),
+                            });
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(TreeError::BadMerge {
+                    mark: value.mark,
+                    found: value.describe(),
+                });
+            }
+        }
+    }
+    for (key, value) in sources.into_iter().flatten() {
+        if !entries.iter().any(|(k, _)| k.kind == key.kind) {
+            entries.push((key, value));
+        }
+    }
+    Ok(())
 }
 
 fn node_count(node: &Node) -> usize {
@@ -320,6 +375,51 @@ mod tests {
         text.push_str(&"[".repeat(254));
         text.push_str(&"]".repeat(254));
         assert!(parse(&text).unwrap().is_some());
+    }
+
+    fn keys(node: &Node) -> Vec<(String, String)> {
+        let Kind::Map(entries) = &node.kind else {
+            panic!("not a map")
+        };
+        entries
+            .iter()
+            .map(|(k, v)| {
+                let text = |n: &Node| match &n.kind {
+                    Kind::Scalar { text, .. } => text.clone(),
+                    _ => "?".into(),
+                };
+                (text(k), text(v))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merge_keys_fill_what_is_not_written() {
+        let doc = parse("d: &d {a: 1, b: 2}\ne: &e {b: 9, c: 3}\nx:\n  b: 5\n  <<: [*d, *e]\n")
+            .unwrap()
+            .unwrap();
+        let Kind::Map(entries) = &doc.kind else {
+            panic!("not a map")
+        };
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            keys(&entries[2].1),
+            pairs(&[("b", "5"), ("a", "1"), ("c", "3")])
+        );
+        assert_eq!(
+            parse("a: {<<: 3}\n").unwrap_err(),
+            TreeError::BadMerge {
+                mark: at(1, 9),
+                found: "`3`".into()
+            }
+        );
+        // A quoted `<<` is an ordinary key.
+        let doc = parse("'<<': {a: 1}\n").unwrap().unwrap();
+        assert_eq!(keys(&doc)[0].0, "<<");
     }
 
     #[test]

@@ -195,7 +195,18 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
         (Some(m), _) => (Some(m), "network.service_cidr"),
         (None, m) => (m, "network.pod_cidr"),
     };
-    if family(&pod) != family(&service) {
+    // overlay-up.sh lays IPv4 routes, neighbours, /32 VTEPs and iptables (not ip6tables)
+    // rules: an IPv6 pod range would be accepted here and then carry no pod traffic. Its fix
+    // (an IPv4 pod_cidr) also settles a family mismatch, so it is the one message given.
+    if let IpNet::V6(_) = pod {
+        p.add(
+            pod_mark,
+            "network.pod_cidr",
+            format!(
+                "{pod} is IPv6, but the overlay carries IPv4 only (VXLAN routes, masquerade and forwarding are IPv4): use an IPv4 pod_cidr like {DEFAULT_POD_CIDR}, an IPv4 service_cidr and IPv4 host addresses"
+            ),
+        );
+    } else if family(&pod) != family(&service) {
         p.add(
             mark,
             field,
@@ -388,7 +399,7 @@ fn check_host_list(
     }
 
     let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut endpoints: HashMap<(IpAddr, u16), usize> = HashMap::new();
+    let mut endpoints: HashMap<IpAddr, (usize, u16)> = HashMap::new();
     let service_v4 = matches!(net.service_cidr, IpNet::V4(_));
     for h in hosts {
         let (i, path) = (h.index, format!("hosts[{}]", h.index));
@@ -417,6 +428,16 @@ fn check_host_list(
         let Some(addr) = &h.address else { continue };
         let field = join(&path, "address");
         check_outside_cidrs(addr, &field, net, p);
+        if let Some(why) = unusable_node_address(addr.value) {
+            p.add(
+                Some(addr.mark),
+                &field,
+                format!(
+                    "{} is {why}: a host's address is also its node address (etcd peers, the API server, the overlay, kubelet's node IP), so give the address other hosts reach it at",
+                    addr.value
+                ),
+            );
+        }
         if addr.value.is_ipv4() != service_v4 {
             let (family, other) = if service_v4 {
                 ("IPv6", "IPv4")
@@ -432,19 +453,27 @@ fn check_host_list(
                 ),
             );
         }
-        // Same address with different ports is fine: lab VMs behind one forwarding address.
+        // Not even with different SSH ports (VMs behind one forwarding address): the address
+        // is the node's address too, and two nodes cannot share one.
         let port = h.settings.port.as_ref().map_or(default_port, |s| s.value);
-        if let Some(&first) = endpoints.get(&(addr.value, port)) {
+        if let Some(&(first, first_port)) = endpoints.get(&addr.value) {
+            let how = if first_port == port {
+                format!("{} port {port} is already hosts[{first}]'s", addr.value)
+            } else {
+                format!(
+                    "{} is already hosts[{first}]'s (SSH port {first_port}; a different SSH port does not make it another node)",
+                    addr.value
+                )
+            };
             p.add(
                 Some(addr.mark),
                 &field,
                 format!(
-                    "{} port {port} is already hosts[{first}]'s: each host needs its own address (or SSH port)",
-                    addr.value
+                    "{how}: each host needs its own address, which is also its node address (for VMs behind port forwards, give each VM's private network address)"
                 ),
             );
         } else {
-            endpoints.insert((addr.value, port), i);
+            endpoints.insert(addr.value, (i, port));
         }
         if let Some(b) = &ssh.bastion
             && b.address == addr.value
@@ -472,6 +501,30 @@ fn check_host_list(
                 format!("no host has the {role} role: add `{role}` to at least one host's roles"),
             );
         }
+    }
+    // Control planes run kubelet but register tainted NoSchedule (as kubeadm's), and etcd-only
+    // hosts run none: without a worker, init would finish and then no workload could run.
+    if count(hosts, Role::Worker) == 0 && count(hosts, Role::ControlPlane) > 0 {
+        p.add(
+            Some(list.mark),
+            "hosts",
+            "no host has the worker role: control planes are tainted NoSchedule and etcd-only hosts run no kubelet, so no workload (apps, netcheck pods) could be scheduled; add `worker` to at least one host's roles (a control plane can be a worker too)",
+        );
+    }
+}
+
+/// Why an address cannot be a node's, if it cannot.
+fn unusable_node_address(ip: IpAddr) -> Option<&'static str> {
+    if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("the broadcast address")
+    } else {
+        None
     }
 }
 
@@ -608,6 +661,22 @@ fn check_endpoint(
             }
             if managed {
                 check_vip(*ip, hosts, net, ssh, mark, field, p);
+                if let Some(port) = ep
+                    .port
+                    .as_ref()
+                    .filter(|x| x.value != ControlPlaneEndpoint::DEFAULT_PORT)
+                {
+                    p.add(
+                        Some(port.mark),
+                        "cluster.control_plane_endpoint.port",
+                        format!(
+                            "{} with a virtual IP: the VIP lands on a control plane, whose API server listens on {}; leave the port out, or set `vip: false` if a load balancer of yours listens on {}",
+                            port.value,
+                            ControlPlaneEndpoint::DEFAULT_PORT,
+                            port.value
+                        ),
+                    );
+                }
             }
             (EndpointHost::Ip(*ip), managed)
         }
@@ -759,11 +828,29 @@ fn host(
         .as_ref()
         .or(defaults.port.as_ref())
         .map_or(DEFAULT_SSH_PORT, |v| v.value);
-    let sudo = match s.sudo.as_ref().or(defaults.sudo.as_ref()).map(|v| v.value) {
+    let sudo_setting = s.sudo.as_ref().or(defaults.sudo.as_ref());
+    let sudo = match sudo_setting.map(|v| v.value) {
         None | Some(Sudo::Auto) => user != "root",
         Some(Sudo::Always) => true,
         Some(Sudo::Never) => false,
     };
+    if let Some(setting) = sudo_setting
+        && !sudo
+        && user != "root"
+    {
+        let written = if s.sudo.is_some() {
+            "`false`".to_string()
+        } else {
+            format!("`false` (from defaults.sudo, line {})", setting.mark.line)
+        };
+        p.add(
+            Some(setting.mark),
+            join(&path, "sudo"),
+            format!(
+                "{written} but the login `{user}` is not root: init installs binaries, units and certificates as root, so it needs sudo; use `sudo: auto` (or true) or log in as root"
+            ),
+        );
+    }
     let extra = |own: &Option<Spanned<serde_yaml::Mapping>>,
                  base: &Option<Spanned<serde_yaml::Mapping>>| {
         let base = base.as_ref().map(|b| b.value.clone()).unwrap_or_default();
