@@ -1525,16 +1525,17 @@ hosts:
 );
 
 bad!(
-    loopback_and_unspecified_host_addresses,
+    multicast_and_broadcast_host_addresses,
     r"
 cluster: {name: c1}
 hosts:
-  - {name: n1, address: 127.0.0.1, port: 2201, roles: [etcd, control-plane, worker]}
-  - {name: n2, address: '::', roles: [worker]}
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+  - {name: n2, address: 224.0.0.18, roles: [worker]}
+  - {name: n3, address: 255.255.255.255, roles: [worker]}
 ",
     [
-        "inv.yaml:3:25: hosts[0].address: 127.0.0.1 is a loopback address: a host's address is also its node address (etcd peers, the API server, the overlay, kubelet's node IP), so give the address other hosts reach it at",
-        "inv.yaml:4:25: hosts[1].address: `::` is not a host's address: give the address SSH can reach it on",
+        "inv.yaml:4:25: hosts[1].address: `224.0.0.18` is not a host's address: give the address SSH can reach it on",
+        "inv.yaml:5:25: hosts[2].address: 255.255.255.255 is the broadcast address: a host's address is also its node address (etcd peers, the API server, the overlay, kubelet's node IP), so give the address other hosts reach it at",
     ]
 );
 

@@ -513,19 +513,11 @@ fn check_host_list(
     }
 }
 
-/// Why an address cannot be a node's, if it cannot.
+/// Why an address cannot be a node's, if it cannot (`decode` already refused the unspecified
+/// and multicast ones). Loopback stays allowed: a one-host cluster behind an SSH port forward
+/// works on 127.0.0.1.
 fn unusable_node_address(ip: IpAddr) -> Option<&'static str> {
-    if ip.is_loopback() {
-        Some("a loopback address")
-    } else if ip.is_unspecified() {
-        Some("the unspecified address")
-    } else if ip.is_multicast() {
-        Some("a multicast address")
-    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
-        Some("the broadcast address")
-    } else {
-        None
-    }
+    matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()).then_some("the broadcast address")
 }
 
 /// How many hosts have `role`.
