@@ -5,8 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::engine::artifacts::Artifacts;
 use crate::inventory::HostRole;
 use crate::node::Node;
+
+/// The oldest kernel supported: RHEL 8's. Older ones (RHEL 7's 3.10) lack what containerd 2,
+/// runc and kubelet 1.36 rely on (cgroup and overlayfs features).
+pub const MIN_KERNEL: (u32, u32) = (4, 18);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,6 +31,8 @@ pub struct Check {
 /// Every check name, for --skip-preflight validation and docs.
 pub const CHECKS: &[&str] = &[
     "os",
+    "arch",
+    "kernel",
     "systemd",
     "cpu",
     "memory",
@@ -77,10 +84,154 @@ fn check(name: &'static str, verdict: Verdict, detail: impl Into<String>) -> Che
     }
 }
 
-/// Checks that need only this host (the probe is one SSH round trip).
-pub async fn host_checks(node: &Node, peers: &[String]) -> anyhow::Result<Vec<Check>> {
+/// Kubernetes' name (GOARCH) for a `uname -m` machine.
+pub fn goarch(machine: &str) -> &str {
+    match machine {
+        "x86_64" | "amd64" => "amd64",
+        "aarch64" | "arm64" | "armv8l" => "arm64",
+        "armv7l" | "armv7" | "armhf" => "arm",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+/// The mirror's architecture: the manifest's `arch` when it names one, else the ELF machine of
+/// its first binary (mirrors built before the field existed). `None` when neither tells.
+pub fn mirror_arch(artifacts: &Artifacts) -> Option<String> {
+    let manifest = std::fs::read(artifacts.dir.join("manifest.json")).ok()?;
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&manifest)
+        && let Some(arch) = v.get("arch").and_then(|a| a.as_str())
+    {
+        return Some(goarch(arch).to_string());
+    }
+    let binary = artifacts
+        .all()
+        .find(|a| a.kind == crate::engine::artifacts::Kind::Binary)?;
+    let mut head = [0u8; 20];
+    let mut f = std::fs::File::open(artifacts.path(binary)).ok()?;
+    std::io::Read::read_exact(&mut f, &mut head).ok()?;
+    elf_arch(&head).map(str::to_string)
+}
+
+/// GOARCH of an ELF header's e_machine.
+fn elf_arch(head: &[u8; 20]) -> Option<&'static str> {
+    if &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let machine = if head[5] == 2 {
+        u16::from_be_bytes([head[18], head[19]])
+    } else {
+        u16::from_le_bytes([head[18], head[19]])
+    };
+    Some(match machine {
+        0x3e => "amd64",
+        0xb7 => "arm64",
+        0x28 => "arm",
+        0x15 => "ppc64le",
+        0x16 => "s390x",
+        0xf3 => "riscv64",
+        _ => return None,
+    })
+}
+
+/// `6.1.0-18-amd64` -> (6, 1).
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn arch_check(host_machine: &str, mirror: Option<&str>) -> Check {
+    let host = goarch(host_machine);
+    match mirror {
+        Some(m) if m == host => check("arch", Verdict::Pass, format!("{host} like the mirror")),
+        Some(m) => check(
+            "arch",
+            Verdict::Fail,
+            format!(
+                "this host is {host} ({host_machine}) but the artifact mirror holds {m} binaries: use a {host} mirror (`director-boot artifacts fetch --arch {host}`)"
+            ),
+        ),
+        None => check(
+            "arch",
+            Verdict::Warn,
+            format!("{host}; the mirror does not say its architecture"),
+        ),
+    }
+}
+
+fn kernel_check(release: &str) -> Check {
+    let (maj, min) = MIN_KERNEL;
+    match kernel_version(release) {
+        Some(v) if v >= MIN_KERNEL => check("kernel", Verdict::Pass, release.to_string()),
+        Some(_) => check(
+            "kernel",
+            Verdict::Fail,
+            format!(
+                "{release} is older than {maj}.{min} (RHEL 8's), the oldest kernel containerd 2, runc and kubelet 1.36 are run on here: upgrade the OS"
+            ),
+        ),
+        None => check(
+            "kernel",
+            Verdict::Warn,
+            format!("cannot read a version from {release:?}"),
+        ),
+    }
+}
+
+/// How the host mounts cgroups: `/sys/fs/cgroup` as cgroup2 is v2, else v1 (hybrid when a v2
+/// `unified` mount sits beside the v1 controllers).
+fn cgroup_check(
+    fs_type: &str,
+    v1_mounts: &str,
+    v2_mounts: &str,
+    kubelet: bool,
+    v1_allowed: bool,
+) -> Check {
+    let v1 = v1_mounts != "0" && !v1_mounts.is_empty();
+    let v2 = v2_mounts != "0" && !v2_mounts.is_empty();
+    let mode = match (fs_type, v1, v2) {
+        ("cgroup2fs", _, _) => "v2",
+        (_, true, true) => "v1 (hybrid: v1 controllers plus a v2 unified mount)",
+        (_, true, false) => "v1",
+        (_, false, true) => "v2",
+        (_, false, false) => {
+            return check("cgroups", Verdict::Fail, "no cgroup filesystem mounted");
+        }
+    };
+    if mode == "v2" || !kubelet {
+        check("cgroups", Verdict::Pass, mode)
+    } else if v1_allowed {
+        check(
+            "cgroups",
+            Verdict::Warn,
+            format!("{mode}; kubelet failCgroupV1 is false in the inventory"),
+        )
+    } else {
+        check(
+            "cgroups",
+            Verdict::Fail,
+            format!(
+                "{mode}: kubelet 1.36 refuses cgroup v1 by default; boot with systemd.unified_cgroup_hierarchy=1 (RHEL 8: grubby --update-kernel=ALL --args=systemd.unified_cgroup_hierarchy=1) or set kubelet_extra: {{failCgroupV1: false}}"
+            ),
+        )
+    }
+}
+
+/// Checks that need only this host (the probe is one SSH round trip). `mirror_arch` is the
+/// artifact mirror's architecture, when known.
+pub async fn host_checks(
+    node: &Node,
+    peers: &[String],
+    mirror_arch: Option<&str>,
+) -> anyhow::Result<Vec<Check>> {
     let f = &node.facts;
     let mut out = Vec::new();
+    out.push(arch_check(&f.arch, mirror_arch));
+    out.push(kernel_check(&f.kernel));
     out.push(match f.family {
         Some(fam) => check(
             "os",
@@ -153,6 +304,7 @@ pub async fn host_checks(node: &Node, peers: &[String]) -> anyhow::Result<Vec<Ch
          echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); \
          for c in {cmds}; do command -v $c >/dev/null 2>&1 || echo missing=$c; done; \
          echo cg1=$(grep -c ' cgroup ' /proc/mounts); echo cg2=$(grep -c ' cgroup2 ' /proc/mounts); \
+         echo cgfs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null); \
          echo bridge_nf=$([ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] && echo 1 || echo 0); \
          echo overlayfs=$(grep -c overlay /proc/filesystems); \
          ss -Hltnp 2>/dev/null | awk '{{print \"listen=\" $4 \" \" $6}}'; \
@@ -204,15 +356,17 @@ pub async fn host_checks(node: &Node, peers: &[String]) -> anyhow::Result<Vec<Ch
             ),
         )
     });
-    out.push(if one("cg1") != "0" || one("cg2") != "0" {
-        check(
-            "cgroups",
-            Verdict::Pass,
-            format!("v1 mounts {}, v2 mounts {}", one("cg1"), one("cg2")),
-        )
-    } else {
-        check("cgroups", Verdict::Fail, "no cgroup filesystem mounted")
-    });
+    let runs_kubelet =
+        node.host.has_role(HostRole::Worker) || node.host.has_role(HostRole::ControlPlane);
+    let v1_allowed =
+        node.host.kubelet_extra.get("failCgroupV1") == Some(&serde_yaml::Value::Bool(false));
+    out.push(cgroup_check(
+        one("cgfs"),
+        one("cg1"),
+        one("cg2"),
+        runs_kubelet,
+        v1_allowed,
+    ));
     out.push(if one("overlayfs") != "0" && one("bridge_nf") == "1" {
         check(
             "kernel-modules",
@@ -271,6 +425,65 @@ pub async fn host_checks(node: &Node, peers: &[String]) -> anyhow::Result<Vec<Ch
         )
     });
     Ok(out)
+}
+
+/// Why a binary did not run, when the reason is the loader's or the kernel's (a wrong
+/// architecture, a missing ELF interpreter, a glibc too old) rather than its own flags.
+fn loader_failure(rc: i32, text: &str) -> Option<String> {
+    const SIGNS: &[&str] = &[
+        "not found (required by",
+        "error while loading shared libraries",
+        "Exec format error",
+        "cannot execute",
+        "required file not found",
+        "No such file or directory",
+    ];
+    let text = text.trim();
+    if SIGNS.iter().any(|s| text.contains(s)) || rc == 126 || rc == 127 {
+        Some(if text.is_empty() {
+            format!("exit {rc}")
+        } else {
+            text.to_string()
+        })
+    } else {
+        None
+    }
+}
+
+/// Run every staged binary's `--version` once on the host (in parallel, one SSH round trip)
+/// and name each one the host cannot execute, with the loader's own message.
+pub async fn binaries_run(node: &Node, paths: &[String]) -> anyhow::Result<()> {
+    if paths.is_empty() || node.dry_run {
+        return Ok(());
+    }
+    let list: Vec<String> = paths.iter().map(|p| crate::ssh::sh_quote(p)).collect();
+    // One line per binary: path, exit code, its first output flattened (tabs/newlines -> ' ').
+    let script = format!(
+        "for b in {}; do ( out=$(timeout 10 \"$b\" --version </dev/null 2>&1); rc=$?; \
+         printf '%s\\t%s\\t%s\\n' \"$b\" \"$rc\" \"$(printf '%s' \"$out\" | head -c 400 | tr '\\t\\n' '  ')\" ) & done; wait",
+        list.join(" ")
+    );
+    let o = node.session.sudo(&script).await?;
+    let mut failed = Vec::new();
+    for line in o.stdout.lines() {
+        let mut it = line.splitn(3, '\t');
+        let (Some(path), Some(rc), text) = (it.next(), it.next(), it.next().unwrap_or("")) else {
+            continue;
+        };
+        let rc: i32 = rc.trim().parse().unwrap_or(0);
+        if let Some(why) = loader_failure(rc, text) {
+            failed.push(format!("{path}: {why}"));
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "cannot execute the staged binaries on this host ({} {}): {}",
+            node.facts.os.pretty_name,
+            node.facts.arch,
+            failed.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// Checks across hosts: hostnames and machine-ids must be unique.
@@ -354,6 +567,69 @@ mod tests {
         assert_eq!(c[0].verdict, Verdict::Warn);
         assert_eq!(c[0].detail, "on (skipped)");
         assert_eq!(c[1].verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn arch_kernel_and_cgroups() {
+        assert_eq!(arch_check("x86_64", Some("amd64")).verdict, Verdict::Pass);
+        assert_eq!(
+            arch_check("aarch64", Some("amd64")).detail,
+            "this host is arm64 (aarch64) but the artifact mirror holds amd64 binaries: use a arm64 mirror (`director-boot artifacts fetch --arch arm64`)"
+        );
+        assert_eq!(arch_check("x86_64", None).verdict, Verdict::Warn);
+        assert_eq!(
+            kernel_check("4.18.0-553.el8_10.x86_64").verdict,
+            Verdict::Pass
+        );
+        assert_eq!(kernel_check("6.18.1").verdict, Verdict::Pass);
+        assert_eq!(
+            kernel_check("3.10.0-1160.el7.x86_64").detail,
+            "3.10.0-1160.el7.x86_64 is older than 4.18 (RHEL 8's), the oldest kernel containerd 2, runc and kubelet 1.36 are run on here: upgrade the OS"
+        );
+        assert_eq!(kernel_check("weird").verdict, Verdict::Warn);
+        assert_eq!(
+            cgroup_check("cgroup2fs", "0", "1", true, false).detail,
+            "v2"
+        );
+        let hybrid = cgroup_check("tmpfs", "11", "1", true, false);
+        assert_eq!(hybrid.verdict, Verdict::Fail);
+        assert!(hybrid.detail.starts_with("v1 (hybrid"), "{}", hybrid.detail);
+        assert_eq!(
+            cgroup_check("tmpfs", "11", "0", true, true).verdict,
+            Verdict::Warn
+        );
+        assert_eq!(
+            cgroup_check("tmpfs", "11", "0", false, false).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            cgroup_check("", "0", "0", true, true).verdict,
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn elf_machines() {
+        let mut h = [0u8; 20];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[5] = 1;
+        h[18] = 0x3e;
+        assert_eq!(elf_arch(&h), Some("amd64"));
+        h[18] = 0xb7;
+        assert_eq!(elf_arch(&h), Some("arm64"));
+        h[0] = 0;
+        assert_eq!(elf_arch(&h), None);
+    }
+
+    #[test]
+    fn loader_failures_are_told_from_flag_errors() {
+        let glibc = "/usr/local/bin/etcd: /lib64/libc.so.6: version `GLIBC_2.34' not found (required by /usr/local/bin/etcd)";
+        assert_eq!(loader_failure(1, glibc).as_deref(), Some(glibc));
+        assert!(loader_failure(126, "cannot execute binary file: Exec format error").is_some());
+        assert!(loader_failure(127, "").is_some());
+        // A binary that does not know --version still ran.
+        assert_eq!(loader_failure(1, "Error: unknown flag: --version"), None);
+        assert_eq!(loader_failure(0, "etcd Version: 3.6.14"), None);
     }
 
     #[test]

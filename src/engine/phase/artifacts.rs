@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use super::{Phase, PhaseFuture, Run, RunState};
 use crate::engine::apply::stage_binaries;
 use crate::engine::images;
+use crate::engine::preflight;
 use crate::node::Node;
 
 pub struct Artifacts;
@@ -39,6 +40,14 @@ impl Phase for Artifacts {
                             .unwrap_or_default();
                         let (mut changes, mut written) =
                             stage_binaries(&st.artifacts, n, &mine).await?;
+                        // A binary that cannot start here (glibc, architecture) is named now,
+                        // not as a unit that fails to start phases later.
+                        let paths: BTreeSet<String> = mine
+                            .iter()
+                            .flat_map(|r| r.binaries.iter().map(|b| b.path()))
+                            .collect();
+                        let paths: Vec<String> = paths.into_iter().collect();
+                        preflight::binaries_run(n, &paths).await?;
                         if mine.iter().any(|r| r.phase == RUNTIME) {
                             let (lines, archives) =
                                 images::stage_archives(n, &st.artifacts).await?;

@@ -54,6 +54,8 @@ impl Phase for Preflight {
                 _ => None,
             };
             let vip = endpoint.and_then(|e| e.vip());
+            let mirror_arch = preflight::mirror_arch(&s.artifacts);
+            let mirror_arch = mirror_arch.as_deref();
             let external = &external;
             let warnings = Mutex::new(Vec::<String>::new());
             let (cross, peers, warnings_ref) = (&cross, &peers, &warnings);
@@ -61,7 +63,7 @@ impl Phase for Preflight {
             runner
                 .phase(self.title(), hosts, |n| async move {
                     let mine = peers.get(n.name()).map(Vec::as_slice).unwrap_or(&[]);
-                    let mut checks = preflight::host_checks(n, mine).await?;
+                    let mut checks = preflight::host_checks(n, mine, mirror_arch).await?;
                     checks.extend(cross.get(n.name()).cloned().unwrap_or_default());
                     if n.host.has_role(HostRole::ControlPlane) {
                         checks.extend(external.clone());
