@@ -28,6 +28,11 @@ pub struct Facts {
     pub mtu: Option<u32>,
     /// Host clock minus control-machine clock, in milliseconds (round trip halved).
     pub time_offset_ms: i64,
+    /// Decompressors on PATH, for compressed uploads.
+    pub has_zstd: bool,
+    pub has_gzip: bool,
+    /// firewalld is running (then each role's ports are opened, on any OS family).
+    pub firewalld_active: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -69,6 +74,9 @@ impl Facts {
             address: kv.get("address").copied().unwrap_or("").to_string(),
             mtu: kv.get("mtu").and_then(|m| m.parse().ok()),
             time_offset_ms: ((now - midpoint) * 1000.0).round() as i64,
+            has_zstd: kv.get("zstd") == Some(&"1"),
+            has_gzip: kv.get("gzip") == Some(&"1"),
+            firewalld_active: kv.get("firewalld") == Some(&"active"),
         })
     }
 }

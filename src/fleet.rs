@@ -31,6 +31,8 @@ pub fn ssh_config(
 ) -> anyhow::Result<SshConfig> {
     ensure_private_dir(&paths.state)
         .with_context(|| format!("cannot create state dir {}", paths.state.display()))?;
+    // Compressed copies of uploaded files live beside the mirror, made once per file.
+    crate::ssh::set_wire_cache_dir(paths.cache.clone());
     Ok(SshConfig {
         known_hosts: inv
             .ssh

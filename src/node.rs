@@ -116,6 +116,7 @@ impl Node {
                 source,
             })?;
         let traits = facts.family.map(|f| f.traits());
+        session.set_wire(crate::ssh::Wire::choose(facts.has_zstd, facts.has_gzip));
         Ok(Node {
             host: host.clone(),
             session,

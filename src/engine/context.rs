@@ -283,7 +283,8 @@ pub fn node(
         roles: host.roles.iter().map(|r| r.as_str().to_string()).collect(),
         family: family.as_str().to_string(),
         cni_bin_dir: traits.cni_bin_dir.to_string(),
-        firewalld: traits.firewalld,
+        // A running firewalld filters whatever the family (a Debian host may run it too).
+        firewalld: traits.firewalld || facts.firewalld_active,
         selinux: traits.selinux,
         pod_subnet: me.pod_subnet,
         pod_gateway: nth(me.pod_subnet, 1).unwrap_or(me.vtep_address),

@@ -197,11 +197,15 @@ impl Runner {
                 serde_json::json!({
                     "command": command, "ok": failed.is_empty(), "dry_run": self.dry_run,
                     "changed": n, "seconds": secs, "hosts": states, "changes": changes,
+                    "bytes_sent": crate::ssh::bytes_sent(),
                     "log": self.log_path,
                 })
             );
         } else {
-            self.say(&format!("{command}: {n} {what} in {secs:.1} s"));
+            self.say(&format!(
+                "{command}: {n} {what} in {secs:.1} s, {:.1} MB sent over SSH",
+                crate::ssh::bytes_sent() as f64 / 1e6
+            ));
             if !failed.is_empty() {
                 self.say("host states:");
                 for h in hosts {

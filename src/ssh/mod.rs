@@ -16,6 +16,7 @@ mod known_hosts;
 mod quote;
 mod session;
 mod upload;
+mod wire;
 
 #[cfg(test)]
 mod testing;
@@ -32,6 +33,7 @@ pub use auth::PASSPHRASE_ENV;
 pub use known_hosts::fingerprint;
 pub use quote::sh_quote;
 pub use upload::sha256_hex;
+pub use wire::{Wire, bytes_sent, set_cache_dir as set_wire_cache_dir};
 
 /// Settings for every connection of one run.
 #[derive(Debug, Clone)]
@@ -153,6 +155,8 @@ pub struct Session {
     command_timeout: Duration,
     handle: russh::client::Handle<session::Client>,
     channels: tokio::sync::Semaphore,
+    /// How file contents travel (`Wire`), set once the host's facts are known.
+    wire: std::sync::atomic::AtomicU8,
     /// Keeps a shared bastion session alive while this session uses it.
     _bastion: Option<Arc<russh::client::Handle<session::Client>>>,
 }
@@ -186,12 +190,23 @@ impl Session {
             command_timeout: cfg.command_timeout,
             handle: conn.handle,
             channels: tokio::sync::Semaphore::new(MAX_CHANNELS),
+            wire: std::sync::atomic::AtomicU8::new(Wire::Plain.as_u8()),
             _bastion: conn.bastion,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Compress large uploads this way from now on (the host has the decoder).
+    pub fn set_wire(&self, wire: Wire) {
+        self.wire
+            .store(wire.as_u8(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn wire(&self) -> Wire {
+        Wire::from_u8(self.wire.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Run a shell command as the login user; output captured.

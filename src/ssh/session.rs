@@ -145,7 +145,7 @@ pub async fn connect(
             }
             None => {
                 let tcp = tcp_connect(name, ep).await?;
-                establish(name, ep, cfg, &identity, tcp).await
+                establish(name, ep, cfg, &identity, super::wire::Counted(tcp)).await
             }
         }
     })
@@ -235,7 +235,7 @@ async fn bastion(
     let identity = auth::prepare(&label, ep.identity_file.as_deref(), creds).await?;
     let handle = tokio::time::timeout(cfg.connect_timeout, async {
         let tcp = tcp_connect(&label, ep).await?;
-        establish(&label, ep, cfg, &identity, tcp).await
+        establish(&label, ep, cfg, &identity, super::wire::Counted(tcp)).await
     })
     .await
     .map_err(|_| SshError::ConnectTimeout {

@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufRead, BufReader};
 
 use super::exec::RawOutput;
 use super::quote::sh_quote;
+use super::wire::{MIN_COMPRESSED_SIZE, Wire, compressed};
 use super::{Session, SshError, UploadOutcome};
 
 /// Stdin buffer for uploads: large enough to fill SSH packets (32 KiB) without many syscalls.
@@ -73,15 +74,23 @@ fn inspect_script(remote: &str) -> String {
     )
 }
 
-/// Script that writes stdin to a temp file next to `remote`, fsyncs, sets the mode,
-/// checks the sha256, and only then renames it over `remote`. On any failure the temp
-/// file is removed and the target is untouched.
-fn write_script(remote: &str, dir: &str, base: &str, mode: u32, sha256: &str) -> String {
+/// Script that writes stdin (through `decoder`: `cat`, or a decompressor) to a temp file
+/// next to `remote`, fsyncs, sets the mode, checks the sha256 of what was written, and only
+/// then renames it over `remote`. On any failure the temp file is removed and the target is
+/// untouched.
+fn write_script(
+    remote: &str,
+    dir: &str,
+    base: &str,
+    mode: u32,
+    sha256: &str,
+    decoder: &str,
+) -> String {
     format!(
         "set -e; d={d}; f={f}; mkdir -p \"$d\"; \
          tmp=$(mktemp \"$d\"/{tmpl}); \
          trap 'rm -f \"$tmp\"' EXIT; trap 'rm -f \"$tmp\"; exit 1' HUP INT TERM PIPE; \
-         cat > \"$tmp\"; \
+         {decoder} > \"$tmp\"; \
          sync \"$tmp\" 2>/dev/null || sync; \
          chmod {mode:o} \"$tmp\"; \
          s=$(sha256sum < \"$tmp\"); s=${{s%% *}}; \
@@ -140,6 +149,14 @@ impl Session {
             .ok_or_else(|| self.upload_err(remote, format!("unexpected answer: {stdout:?}")))
     }
 
+    /// Whether `remote` already holds exactly this content and mode.
+    async fn unchanged(&self, remote: &str, sha256: &str, mode: u32) -> Result<bool, SshError> {
+        Ok(matches!(
+            self.current(remote).await?,
+            Current::File { sha256: have, mode: have_mode } if have == sha256 && have_mode == mode & 0o7777
+        ))
+    }
+
     /// Upload from `data` whose sha256 is `sha256`; idempotent and verified.
     pub(crate) async fn upload_stream<R: AsyncBufRead + Unpin + Send>(
         &self,
@@ -148,22 +165,29 @@ impl Session {
         remote: &str,
         mode: u32,
     ) -> Result<UploadOutcome, SshError> {
+        if self.unchanged(remote, sha256, mode).await? {
+            return Ok(UploadOutcome::Unchanged);
+        }
+        self.write_stream(data, sha256, remote, mode, Wire::Plain)
+            .await
+    }
+
+    /// Write `data` (encoded as `wire`) to `remote`; the host decodes and verifies `sha256`.
+    async fn write_stream<R: AsyncBufRead + Unpin + Send>(
+        &self,
+        data: R,
+        sha256: &str,
+        remote: &str,
+        mode: u32,
+        wire: Wire,
+    ) -> Result<UploadOutcome, SshError> {
         let (dir, base) = split_remote(remote)
             .ok_or_else(|| self.upload_err(remote, "the target must be an absolute file path"))?;
         let mode = mode & 0o7777;
-        if let Current::File {
-            sha256: have,
-            mode: have_mode,
-        } = self.current(remote).await?
-            && have == sha256
-            && have_mode == mode
-        {
-            return Ok(UploadOutcome::Unchanged);
-        }
         let raw = self
             .root_script(
                 &format!("upload {remote}"),
-                &write_script(remote, dir, base, mode, sha256),
+                &write_script(remote, dir, base, mode, sha256, wire.decoder()),
                 Some(data),
             )
             .await?;
@@ -195,9 +219,37 @@ impl Session {
         // Two passes: the hash is needed up front for the idempotence check and the
         // on-host verification; neither pass holds more than one buffer in memory.
         let sha = sha256_file(local).await.map_err(local_err)?;
-        let file = tokio::fs::File::open(local).await.map_err(local_err)?;
-        self.upload_stream(BufReader::with_capacity(CHUNK, file), &sha, remote, mode)
-            .await
+        if self.unchanged(remote, &sha, mode).await? {
+            return Ok(UploadOutcome::Unchanged);
+        }
+        // Large files go compressed when the host can decode them: compressed once per file
+        // (cached by sha256), streamed from that copy to every host.
+        let size = tokio::fs::metadata(local).await.map_err(local_err)?.len();
+        let wire = self.wire();
+        let packed = if wire != Wire::Plain && size >= MIN_COMPRESSED_SIZE {
+            match compressed(local, &sha, wire).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(host = %self.name, "compression failed, sending as is: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (path, wire) = match &packed {
+            Some(p) => (p.as_path(), wire),
+            None => (local, Wire::Plain),
+        };
+        let file = tokio::fs::File::open(path).await.map_err(local_err)?;
+        self.write_stream(
+            BufReader::with_capacity(CHUNK, file),
+            &sha,
+            remote,
+            mode,
+            wire,
+        )
+        .await
     }
 
     pub(crate) async fn read_file_impl(&self, remote: &str) -> Result<Option<Vec<u8>>, SshError> {
@@ -293,7 +345,7 @@ mod tests {
         let out = run(&inspect_script(target), b"");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "missing\n");
         let out = run(
-            &write_script(target, d, b, 0o640, &sha256_hex(b"hi")),
+            &write_script(target, d, b, 0o640, &sha256_hex(b"hi"), "cat"),
             b"hi",
         );
         assert!(
@@ -311,7 +363,7 @@ mod tests {
         );
         // A wrong checksum leaves the target alone and no temp file behind.
         let out = run(
-            &write_script(target, d, b, 0o640, &sha256_hex(b"x")),
+            &write_script(target, d, b, 0o640, &sha256_hex(b"x"), "cat"),
             b"hi!",
         );
         assert!(!out.status.success());

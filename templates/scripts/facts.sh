@@ -4,6 +4,11 @@ peer="$1"
 echo "now=$(date +%s.%N)"
 echo "kernel=$(uname -r)"
 echo "arch=$(uname -m)"
+# Decompressors for uploads (zstd preferred, gzip the fallback).
+command -v zstd >/dev/null 2>&1 && echo "zstd=1"
+command -v gzip >/dev/null 2>&1 && echo "gzip=1"
+# firewalld running: ports must be opened whatever the OS family.
+echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"
 echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc)"
 echo "mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 echo "init=$(cat /proc/1/comm 2>/dev/null)"
