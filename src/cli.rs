@@ -409,6 +409,13 @@ pub enum LabCommand {
         /// IP). Default: as the existing lab has it, else 1.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
         control_planes: Option<u32>,
+        /// Run firewalld on the nodes, as RHEL-family hosts do (init opens each role's ports).
+        #[arg(long)]
+        firewalld: bool,
+        /// Make NAME the only SSH login (key, passwordless sudo) and refuse root over SSH, as
+        /// RHEL cloud images and Vagrant boxes do; the lab inventory logs in as NAME.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
     },
     /// List the lab machines and their state.
     Status,

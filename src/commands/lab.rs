@@ -9,8 +9,11 @@ pub async fn run(paths: &Paths, command: LabCommand, json: bool) -> anyhow::Resu
         LabCommand::Up {
             nodes,
             control_planes,
+            firewalld,
+            user,
         } => {
-            let inventory = lab::up(paths, nodes, control_planes).await?;
+            let opts = lab::UpOptions { firewalld, user };
+            let inventory = lab::up(paths, nodes, control_planes, opts).await?;
             if json {
                 println!("{}", serde_json::json!({ "inventory": inventory }));
             } else {

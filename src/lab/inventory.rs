@@ -117,10 +117,21 @@ pub fn endpoint(control_planes: usize) -> Option<String> {
 
 /// The inventory for `nodes` = (name, address), the first `control_planes` of them control
 /// planes (see `roles`).
+#[cfg(test)]
 pub fn render(
     lab_dir: &Path,
     nodes: &[(String, String)],
     control_planes: usize,
+) -> Result<String, serde_yaml::Error> {
+    render_for(lab_dir, nodes, control_planes, None)
+}
+
+/// `render` for a lab whose only login is `user` (with sudo) when given, else root.
+pub fn render_for(
+    lab_dir: &Path,
+    nodes: &[(String, String)],
+    control_planes: usize,
+    user: Option<&str>,
 ) -> Result<String, serde_yaml::Error> {
     let file = File {
         cluster: Cluster {
@@ -128,10 +139,10 @@ pub fn render(
             control_plane_endpoint: endpoint(control_planes),
         },
         defaults: Defaults {
-            user: "root".into(),
+            user: user.unwrap_or("root").into(),
             port: 22,
             identity_file: super::keys::client_key_path(lab_dir).display().to_string(),
-            sudo: false,
+            sudo: user.is_some(),
             kubelet_extra: kubelet_extra(),
             containerd_extra: containerd_extra(),
         },
@@ -205,6 +216,11 @@ mod tests {
         assert_eq!(v["network"]["overlay"]["mtu"], 1450);
         // One control plane: no endpoint, as before the option existed.
         assert!(!text.contains("control_plane_endpoint"), "{text}");
+        // `lab up --user ops`: the inventory logs in as ops, through sudo.
+        let text = render_for(Path::new("/s/lab"), &nodes, 1, Some("ops")).unwrap();
+        let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(v["defaults"]["user"], "ops");
+        assert_eq!(v["defaults"]["sudo"], true);
     }
 
     fn lab_nodes(n: u32) -> Vec<(String, String)> {

@@ -93,6 +93,25 @@ fn write(path: &Path, contents: &str, mode: u32) -> Result<(), LabError> {
         .map_err(LabError::io(path))
 }
 
+/// sshd drop-in (read before the main config, so its value wins) of `lab up --user`.
+const NO_ROOT_LOGIN: &str = "etc/ssh/sshd_config.d/00-director-boot-lab-user.conf";
+/// sudoers entry of `lab up --user`.
+const USER_SUDOERS: &str = "etc/sudoers.d/director-boot-lab-user";
+
+/// The lab key as `user`'s only authorized key.
+fn authorize(root: &Path, user: &str, authorized: &str) -> Result<(), LabError> {
+    let home = root.join("home").join(user);
+    let (uid, gid) = ids(root, user)?;
+    let ssh = home.join(".ssh");
+    write(&ssh.join("authorized_keys"), authorized, 0o600)?;
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))
+        .map_err(LabError::io(&ssh))?;
+    for p in [&ssh, &ssh.join("authorized_keys")] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(LabError::io(p))?;
+    }
+    Ok(())
+}
+
 /// uid and gid of `user` from the node's /etc/passwd.
 fn ids(root: &Path, user: &str) -> Result<(u32, u32), LabError> {
     let passwd = root.join("etc/passwd");
@@ -116,7 +135,13 @@ fn new_machine_id() -> Result<String, LabError> {
 /// Give the node its identity in its own layer: hostname, machine-id, SSH host key (all
 /// created once), and the lab client key authorized for root and `ops` (rewritten each time,
 /// since the base is shared by labs of several state dirs). Returns the host public key.
-pub async fn personalize(d: &NodeDirs, name: &str, client_pub: &str) -> Result<String, LabError> {
+pub async fn personalize(
+    d: &NodeDirs,
+    name: &str,
+    client_pub: &str,
+    firewalld: bool,
+    user: Option<&str>,
+) -> Result<String, LabError> {
     let root = &d.root;
     write(&root.join("etc/hostname"), &format!("{name}\n"), 0o644)?;
     write(
@@ -139,15 +164,56 @@ pub async fn personalize(d: &NodeDirs, name: &str, client_pub: &str) -> Result<S
         keys::generate(&host_key, &format!("root@{name}")).await?;
     }
     let authorized = format!("{client_pub} director-boot-lab\n");
-    write(&root.join("root/.ssh/authorized_keys"), &authorized, 0o600)?;
-    let ops_home = root.join("home").join(rootfs::OPS_USER);
-    let (uid, gid) = ids(root, rootfs::OPS_USER)?;
-    let ops_ssh = ops_home.join(".ssh");
-    write(&ops_ssh.join("authorized_keys"), &authorized, 0o600)?;
-    std::fs::set_permissions(&ops_ssh, std::fs::Permissions::from_mode(0o700))
-        .map_err(LabError::io(&ops_ssh))?;
-    for p in [&ops_ssh, &ops_ssh.join("authorized_keys")] {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(LabError::io(p))?;
+    let root_keys = root.join("root/.ssh/authorized_keys");
+    let no_root = root.join(NO_ROOT_LOGIN);
+    let sudoers = root.join(USER_SUDOERS);
+    match user {
+        // Like a RHEL cloud image: only the user logs in (with the key), root cannot.
+        Some(user) => {
+            let _ = std::fs::remove_file(&root_keys);
+            write(&no_root, "PermitRootLogin no\n", 0o644)?;
+            if ids(root, user).is_err() {
+                let root_s = root.display().to_string();
+                sys::run(
+                    "chroot",
+                    &[
+                        &root_s,
+                        "useradd",
+                        "--create-home",
+                        "--shell",
+                        "/bin/bash",
+                        user,
+                    ],
+                )
+                .await?;
+            }
+            write(
+                &sudoers,
+                &format!(
+                    "# director-boot lab: lab up --user {user}\n{user} ALL=(ALL) NOPASSWD:ALL\n"
+                ),
+                0o440,
+            )?;
+            authorize(root, user, &authorized)?;
+        }
+        None => {
+            let _ = std::fs::remove_file(&no_root);
+            let _ = std::fs::remove_file(&sudoers);
+            write(&root_keys, &authorized, 0o600)?;
+        }
+    }
+    authorize(root, rootfs::OPS_USER, &authorized)?;
+    // firewalld is installed but disabled in the base; enabled in this node's own layer.
+    let wants = root.join("etc/systemd/system/multi-user.target.wants");
+    let link = wants.join("firewalld.service");
+    if firewalld {
+        std::fs::create_dir_all(&wants).map_err(LabError::io(&wants))?;
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink("/lib/systemd/system/firewalld.service", &link)
+                .map_err(LabError::io(&link))?;
+        }
+    } else if link.symlink_metadata().is_ok() {
+        std::fs::remove_file(&link).map_err(LabError::io(&link))?;
     }
     keys::public_key(&host_pub)
 }

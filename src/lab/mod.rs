@@ -150,7 +150,13 @@ async fn bring_up(ctx: &Ctx, index: u32, bar: &indicatif::ProgressBar) -> Result
     })?;
     bar.set_message("root filesystem");
     machine::mount_root(&ctx.base, &d).await?;
-    let host_key = machine::personalize(&d, &name, &ctx.client_pub).await?;
+    let (firewalld, user) = ctx
+        .state
+        .lock()
+        .map(|s| (s.firewalld, s.user.clone()))
+        .unwrap_or_default();
+    let host_key =
+        machine::personalize(&d, &name, &ctx.client_pub, firewalld, user.as_deref()).await?;
     ctx.record(|s| s.node_mut(index).host_key = Some(host_key))?;
 
     bar.set_message("network");
@@ -191,8 +197,13 @@ fn write_client_files(lab_dir: &Path, state: &LabState) -> Result<PathBuf, LabEr
         .map(|n| (n.name.clone(), n.address.clone()))
         .collect();
     let path = lab_dir.join("inventory.yaml");
-    let text = inventory::render(lab_dir, &hosts, state.control_planes() as usize)
-        .map_err(|e| LabError::Invalid(format!("cannot render the lab inventory: {e}")))?;
+    let text = inventory::render_for(
+        lab_dir,
+        &hosts,
+        state.control_planes() as usize,
+        state.user.as_deref(),
+    )
+    .map_err(|e| LabError::Invalid(format!("cannot render the lab inventory: {e}")))?;
     std::fs::write(&path, text).map_err(LabError::io(&path))?;
     Ok(path)
 }
@@ -303,9 +314,36 @@ fn check_control_planes(control_planes: u32, nodes: u32) -> Result<(), LabError>
     Ok(())
 }
 
+/// How `lab up` makes its nodes look (RHEL-like options).
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Run firewalld on every node.
+    pub firewalld: bool,
+    /// The only SSH login: key login, passwordless sudo; root cannot log in.
+    pub user: Option<String>,
+}
+
 /// Build (or reuse) the lab with `nodes` machines, the first `control_planes` of them control
 /// planes (`None`: as the existing lab has it, else 1); returns the path of the ready inventory.
-pub async fn up(paths: &Paths, nodes: u32, control_planes: Option<u32>) -> anyhow::Result<PathBuf> {
+pub async fn up(
+    paths: &Paths,
+    nodes: u32,
+    control_planes: Option<u32>,
+    opts: UpOptions,
+) -> anyhow::Result<PathBuf> {
+    if let Some(u) = &opts.user
+        && (u == "root"
+            || u.is_empty()
+            || u.starts_with('-')
+            || !u
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'))
+    {
+        return Err(LabError::Invalid(format!(
+            "--user {u}: give a login name other than root (lowercase letters, digits, '-')"
+        ))
+        .into());
+    }
     if nodes == 0 || nodes > names::MAX_NODES {
         return Err(LabError::Invalid(format!(
             "a lab has 1 to {} nodes, not {nodes}",
@@ -344,6 +382,11 @@ pub async fn up(paths: &Paths, nodes: u32, control_planes: Option<u32>) -> anyho
     if let Some(k) = control_planes {
         ctx.record(|s| s.control_planes = k)?;
     }
+    // Applied to each node when it boots; running nodes keep what they booted with.
+    ctx.record(|s| {
+        s.firewalld = opts.firewalld;
+        s.user = opts.user.clone();
+    })?;
     let count = indexes.len();
     let booted = bring_up_all(&ctx, &progress, indexes).await;
     // Even after a failure, the client files describe what is there.

@@ -14,7 +14,8 @@ use super::sys;
 const SUITE: &str = "bookworm";
 /// Bump to force a rebuild when the preparation steps (not just files) change.
 /// 2: keepalived and haproxy installed and disabled.
-const RECIPE_VERSION: u32 = 2;
+/// 3: firewalld (disabled; `lab up --firewalld` enables it per node) and zstd.
+const RECIPE_VERSION: u32 = 3;
 /// What a typical small server has; nothing Kubernetes-specific (containerd and kubelet are
 /// uploaded by `init`, as on real hosts).
 const PACKAGES: &[&str] = &[
@@ -42,11 +43,16 @@ const PACKAGES: &[&str] = &[
     // an image with them preinstalled would; init sees them installed and skips the install.
     "keepalived",
     "haproxy",
+    // RHEL-family hosts run firewalld; `lab up --firewalld` turns it on per node (Debian's
+    // package, disabled in the base) so init's port opening is tested here.
+    "firewalld",
+    // The decompressor uploads use (gzip is the fallback on hosts without it).
+    "zstd",
 ];
 /// Units of those packages that must not start at boot: only `init` configures and starts
 /// them, on control planes only (a worker running haproxy's sample config, or keepalived,
 /// would be wrong).
-const DISABLED_UNITS: &[&str] = &["keepalived.service", "haproxy.service"];
+const DISABLED_UNITS: &[&str] = &["keepalived.service", "haproxy.service", "firewalld.service"];
 const STAMP: &str = ".director-boot-lab-recipe";
 
 /// A file the recipe puts into the base: (path inside the root, contents, mode).
@@ -123,8 +129,13 @@ pub fn recipe_stamp() -> String {
     hex::encode(h.finalize())
 }
 
+/// One directory per recipe: labs built by other versions of director-boot on this machine
+/// keep their own base instead of rebuilding it back and forth.
 pub fn base_dir(cache: &Path) -> PathBuf {
-    cache.join("lab").join(format!("base-{SUITE}"))
+    let stamp = recipe_stamp();
+    cache
+        .join("lab")
+        .join(format!("base-{SUITE}-{}", &stamp[..12]))
 }
 
 pub fn is_current(base: &Path) -> bool {

@@ -21,6 +21,13 @@ pub struct LabState {
     /// state files written before the option existed, meaning 1.
     #[serde(default)]
     pub control_planes: u32,
+    /// Nodes run firewalld (`lab up --firewalld`), as RHEL-family hosts do.
+    #[serde(default)]
+    pub firewalld: bool,
+    /// The only SSH login (`lab up --user NAME`): key login, passwordless sudo, no root login,
+    /// as RHEL cloud images and Vagrant boxes have it. `None`: root logs in.
+    #[serde(default)]
+    pub user: Option<String>,
     pub nodes: Vec<NodeRecord>,
 }
 
