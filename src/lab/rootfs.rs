@@ -43,12 +43,14 @@ const PACKAGES: &[&str] = &[
     // an image with them preinstalled would; init sees them installed and skips the install.
     "keepalived",
     "haproxy",
-    // RHEL-family hosts run firewalld; `lab up --firewalld` turns it on per node (Debian's
-    // package, disabled in the base) so init's port opening is tested here.
-    "firewalld",
     // The decompressor uploads use (gzip is the fallback on hosts without it).
     "zstd",
 ];
+/// Installed with apt in the finished chroot (with /proc mounted): polkitd, which firewalld
+/// needs, fails to configure inside debootstrap's own package run. RHEL-family hosts run
+/// firewalld; `lab up --firewalld` turns it on per node so init's port opening is tested here.
+const LATE_PACKAGES: &[&str] = &["firewalld"];
+
 /// Units of those packages that must not start at boot: only `init` configures and starts
 /// them, on control planes only (a worker running haproxy's sample config, or keepalived,
 /// would be wrong).
@@ -113,8 +115,9 @@ pub const OPS_USER: &str = "ops";
 pub fn recipe_stamp() -> String {
     let mut h = sha2::Sha256::new();
     h.update(format!(
-        "v{RECIPE_VERSION} {SUITE} {}\n",
-        PACKAGES.join(",")
+        "v{RECIPE_VERSION} {SUITE} {} {}\n",
+        PACKAGES.join(","),
+        LATE_PACKAGES.join(",")
     ));
     for f in BASE_FILES {
         h.update(format!("{} {:o} {}\n", f.path, f.mode, f.contents.len()));
@@ -169,6 +172,7 @@ pub async fn ensure(cache: &Path, in_use: bool, say: &dyn Fn(&str)) -> Result<Pa
     let started = std::time::Instant::now();
     let result = async {
         debootstrap(&building, &parent.join("debootstrap.log")).await?;
+        install_late(&building, &parent.join("apt.log")).await?;
         prepare(&building).await?;
         std::fs::write(building.join(STAMP), recipe_stamp())
             .map_err(LabError::io(building.join(STAMP)))
@@ -244,6 +248,25 @@ async fn debootstrap(dir: &Path, log: &Path) -> Result<(), LabError> {
             ),
         })
     }
+}
+
+/// `apt-get install` LATE_PACKAGES in the new root, /proc mounted for their maintainer scripts;
+/// nothing is started (no systemd runs in the chroot).
+async fn install_late(root: &Path, log: &Path) -> Result<(), LabError> {
+    let proc_dir = root.join("proc");
+    let (root_s, proc_s) = (root.display().to_string(), proc_dir.display().to_string());
+    sys::run("mount", &["-t", "proc", "proc", proc_s.as_str()]).await?;
+    let script = format!(
+        "export DEBIAN_FRONTEND=noninteractive; apt-get install -y --no-install-recommends {} >{} 2>&1 || {{ tail -20 {}; exit 1; }}",
+        LATE_PACKAGES.join(" "),
+        "/var/log/director-boot-late-packages.log",
+        "/var/log/director-boot-late-packages.log",
+    );
+    let result = sys::run("chroot", &[root_s.as_str(), "sh", "-c", script.as_str()]).await;
+    let _ = sys::run("umount", &[proc_s.as_str()]).await;
+    let copied = root.join("var/log/director-boot-late-packages.log");
+    let _ = std::fs::copy(&copied, log);
+    result.map(|_| ())
 }
 
 fn write_file(root: &Path, rel: &str, contents: &str, mode: u32) -> Result<(), LabError> {
