@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark init side by side: the commit this branch forked from (BASE, default: the merge
-# base with main) and this checkout, built the same way (cargo build, dev profile, each with
-# its own target dir), each measured on a fresh lab:
+# base with main) and this checkout, built the same way (cargo build, dev profile, one shared
+# target dir so dependencies are built once; each binary is copied aside), each measured on a
+# fresh lab:
 #   3-node init from bare, the no-op re-run, 10-node init from bare,
 #   bytes sent over SSH (iptables byte counter on OUTPUT to dblab0 tcp/22, the same for both;
 #   this branch also reports its own count, bytes_sent).
@@ -15,8 +16,7 @@ export DIRECTOR_BOOT_CACHE_DIR="${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director
 MIRROR="${MIRROR:-$DIRECTOR_BOOT_CACHE_DIR/mirror}"
 BASE="${BASE:-$(git merge-base HEAD main)}"
 WORK="${BENCH_DIR:-/tmp/director-boot-bench}"
-OLD_TARGET="${OLD_TARGET:-/work/target-bench-base}"
-NEW_TARGET="${CARGO_TARGET_DIR:-$DIRECTOR_BOOT_CACHE_DIR/cargo-target}"
+TARGET="${CARGO_TARGET_DIR:-$DIRECTOR_BOOT_CACHE_DIR/cargo-target}"
 BIG="${BIG_NODES:-10}"
 mkdir -p "$WORK"
 say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -29,15 +29,13 @@ if [ ! -d "$OLD_SRC" ]; then
 	git worktree add --detach "$OLD_SRC" "$BASE" >/dev/null
 fi
 git -C "$OLD_SRC" checkout --quiet --detach "$BASE"
-if [ ! -d "$OLD_TARGET" ] && [ -d "$DIRECTOR_BOOT_CACHE_DIR/cargo-target" ]; then
-	say "seeding $OLD_TARGET from the cache's target dir"
-	cp -a "$DIRECTOR_BOOT_CACHE_DIR/cargo-target" "$OLD_TARGET"
-fi
 say "building base $(git rev-parse --short "$BASE") and this checkout $(git rev-parse --short HEAD)"
-(cd "$OLD_SRC" && CARGO_TARGET_DIR="$OLD_TARGET" cargo build --quiet --bin director-boot)
-(cd "$ROOT" && CARGO_TARGET_DIR="$NEW_TARGET" cargo build --quiet --bin director-boot)
-OLD_BIN="$OLD_TARGET/debug/director-boot"
-NEW_BIN="$NEW_TARGET/debug/director-boot"
+OLD_BIN="$WORK/director-boot-base"
+NEW_BIN="$WORK/director-boot-branch"
+(cd "$OLD_SRC" && CARGO_TARGET_DIR="$TARGET" cargo build --quiet --bin director-boot)
+cp "$TARGET/debug/director-boot" "$OLD_BIN"
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --quiet --bin director-boot)
+cp "$TARGET/debug/director-boot" "$NEW_BIN"
 
 # --- helpers -------------------------------------------------------------------------------
 RULE=(OUTPUT -o dblab0 -p tcp --dport 22 -m comment --comment director-boot-bench)
