@@ -132,15 +132,15 @@ fn firewalld_and_sudo_user_lab_runs_a_working_cluster() {
     // pod on node2 -> pod on node3, across the overlay through both firewalls
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        // nc, not wget: static busybox's wget looks the "http" service up through NSS,
+        // which crashes in a static glibc binary (exit 139).
         let got = c.kubectl(&[
             "exec",
             "client",
             "--",
-            "wget",
-            "-qO-",
-            "-T",
-            "3",
-            &format!("http://{web_ip}:8080/"),
+            "sh",
+            "-c",
+            &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {web_ip} 8080"),
         ]);
         if stdout(&got).contains("hello-from-node3") {
             break;

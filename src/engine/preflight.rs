@@ -450,20 +450,38 @@ fn loader_failure(rc: i32, text: &str) -> Option<String> {
     }
 }
 
+/// Where a host remembers which set of staged binaries (paths and sha256) already ran.
+const BINARIES_RAN: &str = "/var/lib/director-boot/binaries-ran";
+
 /// Run every staged binary's `--version` once on the host (in parallel, one SSH round trip)
-/// and name each one the host cannot execute, with the loader's own message.
-pub async fn binaries_run(node: &Node, paths: &[String]) -> anyhow::Result<()> {
-    if paths.is_empty() || node.dry_run {
+/// and name each one the host cannot execute, with the loader's own message. `staged` is
+/// (path, sha256); a set that already ran here is not run again (no-op re-runs stay fast).
+pub async fn binaries_run(node: &Node, staged: &[(String, String)]) -> anyhow::Result<()> {
+    if staged.is_empty() || node.dry_run {
         return Ok(());
     }
-    let list: Vec<String> = paths.iter().map(|p| crate::ssh::sh_quote(p)).collect();
+    let key = crate::ssh::sha256_hex(
+        staged
+            .iter()
+            .map(|(p, s)| format!("{p}\t{s}\n"))
+            .collect::<String>()
+            .as_bytes(),
+    );
+    let list: Vec<String> = staged
+        .iter()
+        .map(|(p, _)| crate::ssh::sh_quote(p))
+        .collect();
     // One line per binary: path, exit code, its first output flattened (tabs/newlines -> ' ').
     let script = format!(
-        "for b in {}; do ( out=$(timeout 10 \"$b\" --version </dev/null 2>&1); rc=$?; \
+        "[ \"$(cat {BINARIES_RAN} 2>/dev/null)\" = {key} ] && {{ echo cached; exit 0; }}; \
+         for b in {}; do ( out=$(timeout 10 \"$b\" --version </dev/null 2>&1); rc=$?; \
          printf '%s\\t%s\\t%s\\n' \"$b\" \"$rc\" \"$(printf '%s' \"$out\" | head -c 400 | tr '\\t\\n' '  ')\" ) & done; wait",
         list.join(" ")
     );
     let o = node.session.sudo(&script).await?;
+    if o.stdout.trim() == "cached" {
+        return Ok(());
+    }
     let mut failed = Vec::new();
     for line in o.stdout.lines() {
         let mut it = line.splitn(3, '\t');
@@ -483,6 +501,10 @@ pub async fn binaries_run(node: &Node, paths: &[String]) -> anyhow::Result<()> {
             failed.join("; ")
         );
     }
+    node.sudo_ok(&format!(
+        "mkdir -p /var/lib/director-boot && echo {key} > {BINARIES_RAN}"
+    ))
+    .await?;
     Ok(())
 }
 

@@ -15,7 +15,8 @@ const SUITE: &str = "bookworm";
 /// Bump to force a rebuild when the preparation steps (not just files) change.
 /// 2: keepalived and haproxy installed and disabled.
 /// 3: firewalld (disabled; `lab up --firewalld` enables it per node) and zstd.
-const RECIPE_VERSION: u32 = 3;
+/// 4: pam_systemd left out of sessions (firewalld's polkitd pulls libpam-systemd in).
+const RECIPE_VERSION: u32 = 4;
 /// What a typical small server has; nothing Kubernetes-specific (containerd and kubelet are
 /// uploaded by `init`, as on real hosts).
 const PACKAGES: &[&str] = &[
@@ -266,7 +267,24 @@ async fn install_late(root: &Path, log: &Path) -> Result<(), LabError> {
     let _ = sys::run("umount", &[proc_s.as_str()]).await;
     let copied = root.join("var/log/director-boot-late-packages.log");
     let _ = std::fs::copy(&copied, log);
-    result.map(|_| ())
+    result?;
+    // polkitd brings libpam-systemd, which moves SSH sessions out of ssh.service into logind
+    // scopes; lab nodes keep them in ssh.service (as before firewalld was in the base), where
+    // stopping or killing sshd cuts them: the lab tests' way to take a node off the network.
+    let session = root.join("etc/pam.d/common-session");
+    if let Ok(text) = std::fs::read_to_string(&session) {
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains("pam_systemd.so"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&session, kept).map_err(LabError::io(&session))?;
+    }
+    let profile = root.join("usr/share/pam-configs/systemd");
+    if profile.exists() {
+        std::fs::remove_file(&profile).map_err(LabError::io(&profile))?;
+    }
+    Ok(())
 }
 
 fn write_file(root: &Path, rel: &str, contents: &str, mode: u32) -> Result<(), LabError> {

@@ -42,12 +42,21 @@ impl Phase for Artifacts {
                             stage_binaries(&st.artifacts, n, &mine).await?;
                         // A binary that cannot start here (glibc, architecture) is named now,
                         // not as a unit that fails to start phases later.
-                        let paths: BTreeSet<String> = mine
+                        let staged: BTreeSet<(String, String)> = mine
                             .iter()
-                            .flat_map(|r| r.binaries.iter().map(|b| b.path()))
+                            .flat_map(|r| {
+                                r.binaries.iter().map(|b| {
+                                    let sha = st
+                                        .artifacts
+                                        .get(&b.name, &r.name)
+                                        .map(|a| a.sha256.clone())
+                                        .unwrap_or_default();
+                                    (b.path(), sha)
+                                })
+                            })
                             .collect();
-                        let paths: Vec<String> = paths.into_iter().collect();
-                        preflight::binaries_run(n, &paths).await?;
+                        let staged: Vec<_> = staged.into_iter().collect();
+                        preflight::binaries_run(n, &staged).await?;
                         if mine.iter().any(|r| r.phase == RUNTIME) {
                             let (lines, archives) =
                                 images::stage_archives(n, &st.artifacts).await?;
