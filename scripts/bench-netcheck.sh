@@ -14,6 +14,7 @@
 # Uses its own lab (a temp state dir; `lab down` on exit) -- one lab per machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/lab-bridge.sh
 duration="${1:-5}"
 rounds="${2:-3}"
 [ "$(id -u)" = 0 ] || { echo "bench-netcheck.sh: needs root" >&2; exit 1; }
@@ -34,13 +35,14 @@ trap cleanup EXIT INT TERM
 
 "$db" lab up --nodes 2 >/dev/null
 inv="$state/lab/inventory.yaml"
+require_lab_bridge
 "$db" init "$inv" >/dev/null
 key="$state/lab/id_ed25519"
 kh="$state/lab/known_hosts"
 n1=10.213.0.11
 n2=10.213.0.12
-on() { ssh -i "$key" -o UserKnownHostsFile="$kh" -o BatchMode=yes "root@$1" "$2"; }
-put() { scp -q -i "$key" -o UserKnownHostsFile="$kh" -o BatchMode=yes "$2" "root@$1:$3"; }
+on() { require_lab_bridge; ssh -i "$key" -o UserKnownHostsFile="$kh" -o BatchMode=yes "root@$1" "$2"; }
+put() { require_lab_bridge; scp -q -i "$key" -o UserKnownHostsFile="$kh" -o BatchMode=yes "$2" "root@$1:$3"; }
 
 # iperf3 and the probe on both nodes; a bench namespace on each pod bridge.
 for n in $n1 $n2; do

@@ -34,6 +34,7 @@ fn master_json(c: &Cluster) -> String {
         "-o",
         "jsonpath={.spec.ports[?(@.port==8080)].nodePort}",
     ]));
+    require_lab_bridge();
     let out = std::process::Command::new("curl")
         .args(["-sf", "--max-time", "5"])
         .arg(format!("http://10.213.0.11:{}/json/", port.trim()))

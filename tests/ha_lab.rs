@@ -43,13 +43,6 @@ fn holder(
     })
 }
 
-fn bridge_up() -> bool {
-    std::process::Command::new("ip")
-        .args(["link", "show", "dblab0"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn ha_control_plane_survives_losing_the_endpoint_holder() {
     if !is_root() {
@@ -284,7 +277,7 @@ fn measure_outage(c: &Cluster, fail: impl FnOnce()) -> Outage {
         let admin = c.lab.state.path().join("clusters/lab/admin.conf");
         std::thread::spawn(move || {
             let mut samples = Vec::new();
-            while polling.load(Ordering::Relaxed) && bridge_up() {
+            while polling.load(Ordering::Relaxed) && lab_bridge_up() {
                 let ok = std::process::Command::new(&kubectl)
                     .arg("--kubeconfig")
                     .arg(&admin)
@@ -302,7 +295,7 @@ fn measure_outage(c: &Cluster, fail: impl FnOnce()) -> Outage {
     fail();
     // the API through the endpoint again, seen from here
     loop {
-        assert!(bridge_up(), "the lab bridge went away");
+        assert!(lab_bridge_up(), "the lab bridge went away");
         let out = c.kubectl(&["--request-timeout=2s", "get", "nodes", "-o", READY]);
         if out.status.success() {
             break;

@@ -7,6 +7,8 @@
 //! base root filesystem is built once (about a minute) and then reused. One test function:
 //! the lab's bridge and namespace names are fixed, so only one lab can exist at a time.
 
+mod common;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -60,6 +62,7 @@ impl Drop for DownOnDrop {
 }
 
 fn ssh(lab_dir: &Path, user_host: &str, command: &str) -> Output {
+    common::require_lab_bridge();
     Command::new("ssh")
         .arg("-i")
         .arg(lab_dir.join("id_ed25519"))
@@ -98,6 +101,7 @@ fn ssh_ok(lab_dir: &Path, user_host: &str, command: &str) -> String {
 
 fn sshd_answers(addr: &str) -> bool {
     use std::io::Read;
+    common::require_lab_bridge();
     let Ok(sock) = addr.parse() else { return false };
     let Ok(mut s) = TcpStream::connect_timeout(&sock, Duration::from_secs(3)) else {
         return false;

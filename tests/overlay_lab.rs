@@ -45,6 +45,7 @@ fn codes(p: &serde_json::Value) -> Vec<String> {
 
 /// Run director-boot with a hard limit: a hang is a failure, not a stuck CI job.
 fn db_bounded(state: &Path, args: &[&str], limit: Duration) -> (Output, Duration) {
+    require_lab_bridge();
     let t0 = Instant::now();
     let mut child = Command::new(BIN)
         .env("DIRECTOR_BOOT_STATE_DIR", state)
@@ -309,6 +310,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
     assert!(out.status.success(), "{text}");
 
     // Ctrl-C while measuring: the probe servers and namespaces are removed before it exits.
+    require_lab_bridge();
     let mut child = Command::new(BIN)
         .env("DIRECTOR_BOOT_STATE_DIR", &state)
         .args([

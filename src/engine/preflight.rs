@@ -367,19 +367,7 @@ pub async fn host_checks(
         runs_kubelet,
         v1_allowed,
     ));
-    out.push(if one("overlayfs") != "0" && one("bridge_nf") == "1" {
-        check(
-            "kernel-modules",
-            Verdict::Pass,
-            "overlay and br_netfilter available",
-        )
-    } else {
-        check(
-            "kernel-modules",
-            Verdict::Warn,
-            "overlay or br_netfilter not loaded yet; node-prep loads them",
-        )
-    });
+    out.push(kernel_features(one("overlayfs"), one("bridge_nf")));
     // A port is fine when free, or when already held by the component that belongs there.
     let listeners: Vec<&str> = kv.get("listen").cloned().unwrap_or_default();
     let mut busy = Vec::new();
@@ -508,6 +496,35 @@ pub async fn binaries_run(node: &Node, staged: &[(String, String)]) -> anyhow::R
     Ok(())
 }
 
+/// The kernel features containerd and kube-proxy need, judged by their state rather than by a
+/// module's name, so a built-in feature counts: overlayfs registered in /proc/filesystems
+/// (`overlayfs` = how many lines name it), br_netfilter's sysctl present (`bridge_nf` = 1).
+fn kernel_features(overlayfs: &str, bridge_nf: &str) -> Check {
+    let mut absent = Vec::new();
+    if overlayfs.trim().parse::<u32>().unwrap_or(0) == 0 {
+        absent.push("overlay (not in /proc/filesystems)");
+    }
+    if bridge_nf.trim() != "1" {
+        absent.push("br_netfilter (no /proc/sys/net/bridge/bridge-nf-call-iptables)");
+    }
+    if absent.is_empty() {
+        check(
+            "kernel-modules",
+            Verdict::Pass,
+            "overlay and br_netfilter available (built in or loaded)",
+        )
+    } else {
+        check(
+            "kernel-modules",
+            Verdict::Warn,
+            format!(
+                "not available yet: {}; node-prep loads them",
+                absent.join(", ")
+            ),
+        )
+    }
+}
+
 /// Checks across hosts: hostnames and machine-ids must be unique.
 pub fn cross_checks(nodes: &[&Node]) -> BTreeMap<String, Vec<Check>> {
     let mut out: BTreeMap<String, Vec<Check>> = BTreeMap::new();
@@ -627,6 +644,27 @@ mod tests {
         assert_eq!(
             cgroup_check("", "0", "0", true, true).verdict,
             Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn kernel_features_built_in_loaded_and_neither() {
+        // Built in and loaded look alike to the probe: the sysctl exists either way.
+        assert_eq!(kernel_features("1", "1").verdict, Verdict::Pass);
+        assert_eq!(kernel_features("2\n", "1\n").verdict, Verdict::Pass);
+        let neither = kernel_features("0", "0");
+        assert_eq!(neither.verdict, Verdict::Warn);
+        assert!(neither.detail.contains("overlay"), "{}", neither.detail);
+        assert!(
+            neither.detail.contains("br_netfilter"),
+            "{}",
+            neither.detail
+        );
+        let no_bridge = kernel_features("1", "0");
+        assert!(
+            !no_bridge.detail.contains("overlay ("),
+            "{}",
+            no_bridge.detail
         );
     }
 

@@ -12,7 +12,11 @@ pub struct NetFacts {
     pub rp_filter_all: Option<u8>,
     pub rp_filter_underlay: Option<u8>,
     pub rp_filter_vxlan: Option<u8>,
+    /// Bridged traffic can pass iptables: the kernel has br_netfilter (built in or loaded),
+    /// seen by its sysctl `net/bridge/bridge-nf-call-iptables` existing.
     pub br_netfilter: bool,
+    /// `/sys/module/br_netfilter` exists (a loaded module; absent for a built-in one).
+    pub br_netfilter_module: bool,
     pub bridge_nf_call_iptables: Option<bool>,
     pub underlay_mtu: Option<u32>,
     pub vxlan_mtu: Option<u32>,
@@ -62,7 +66,8 @@ impl NetFacts {
             rp_filter_all: num(kv.get("rp_filter_all")),
             rp_filter_underlay: num(kv.get("rp_filter_underlay")),
             rp_filter_vxlan: num(kv.get("rp_filter_vxlan")),
-            br_netfilter: s("br_netfilter") == "1",
+            br_netfilter: flag(kv.get("bridge_nf_call_iptables")).is_some(),
+            br_netfilter_module: s("br_netfilter_module") == "1",
             bridge_nf_call_iptables: flag(kv.get("bridge_nf_call_iptables")),
             underlay_mtu: num(kv.get("underlay_mtu")),
             vxlan_mtu: num(kv.get("vxlan_mtu")),
@@ -105,7 +110,7 @@ impl NetFacts {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         if !self.br_netfilter {
-            w.push("the br_netfilter module is not loaded: Service traffic between pods on one node bypasses kube-proxy's rules (`modprobe br_netfilter`, and list it in /etc/modules-load.d)".to_string());
+            w.push("br_netfilter is neither built into the kernel nor loaded (no /proc/sys/net/bridge/bridge-nf-call-iptables): Service traffic between pods on one node bypasses kube-proxy's rules (`modprobe br_netfilter`, and list it in /etc/modules-load.d)".to_string());
         } else if self.bridge_nf_call_iptables == Some(false) {
             w.push("net.bridge.bridge-nf-call-iptables=0: Service traffic between pods on one node bypasses kube-proxy's rules (`sysctl -w net.bridge.bridge-nf-call-iptables=1`)".to_string());
         }
@@ -137,11 +142,52 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "kernel=6.1.0-40-amd64\nip_forward=1\nrp_filter_all=0\nrp_filter_underlay=2\n\
-rp_filter_vxlan=missing\nbr_netfilter=1\nbridge_nf_call_iptables=1\nunderlay_mtu=1500\nvxlan_mtu=1450\n\
+rp_filter_vxlan=missing\nbr_netfilter_module=1\nbridge_nf_call_iptables=1\nunderlay_mtu=1500\nvxlan_mtu=1450\n\
 bridge_mtu=1450\nvxlan_state=unknown\nvxlan_rx_packets=120\nvxlan_tx_packets=99\nvxlan_port=8472\n\
 udp_in_errors=0\nforward_policy=DROP\ninput_policy=ACCEPT\nfirewalld=absent\n\
 rule.1=[7:2156] -A INPUT -p udp -m udp --dport 8472 -j DROP\n\
 rule.2=[0:0] -A INPUT -p tcp -m tcp --dport 8472 -j ACCEPT\n";
+
+    fn with(module: &str, sysctl: &str) -> NetFacts {
+        let text = SAMPLE
+            .replace(
+                "br_netfilter_module=1",
+                &format!("br_netfilter_module={module}"),
+            )
+            .replace(
+                "bridge_nf_call_iptables=1",
+                &format!("bridge_nf_call_iptables={sysctl}"),
+            );
+        NetFacts::parse(&text)
+    }
+
+    #[test]
+    fn br_netfilter_built_in_is_seen_by_its_sysctl() {
+        // Built in: no /sys/module/br_netfilter, but the sysctl is there.
+        let f = with("0", "1");
+        assert!(f.br_netfilter && !f.br_netfilter_module);
+        assert!(f.warnings().is_empty(), "{:?}", f.warnings());
+    }
+
+    #[test]
+    fn br_netfilter_loaded_as_a_module_passes() {
+        let f = with("1", "1");
+        assert!(f.br_netfilter && f.br_netfilter_module);
+        assert!(f.warnings().is_empty(), "{:?}", f.warnings());
+    }
+
+    #[test]
+    fn br_netfilter_absent_warns_and_off_warns_about_the_sysctl() {
+        let w = with("0", "missing").warnings();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("neither built into the kernel nor loaded"),
+            "{w:?}"
+        );
+        let w = with("1", "0").warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("bridge-nf-call-iptables=0"), "{w:?}");
+    }
 
     #[test]
     fn parses_the_script_output() {

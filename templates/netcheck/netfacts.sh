@@ -9,7 +9,9 @@ echo "rp_filter_all=$(sys net/ipv4/conf/all/rp_filter)"
 echo "rp_filter_underlay=$(sys net/ipv4/conf/$under/rp_filter)"
 echo "rp_filter_vxlan=$(sys net/ipv4/conf/$dev/rp_filter)"
 echo "rp_filter_bridge=$(sys net/ipv4/conf/$br/rp_filter)"
-if [ -d /sys/module/br_netfilter ]; then echo "br_netfilter=1"; else echo "br_netfilter=0"; fi
+# br_netfilter is judged by its sysctl, which exists whether the feature is built in or a loaded
+# module; /sys/module/br_netfilter is only informative (a built-in without parameters has none).
+if [ -d /sys/module/br_netfilter ]; then echo "br_netfilter_module=1"; else echo "br_netfilter_module=0"; fi
 echo "bridge_nf_call_iptables=$(sys net/bridge/bridge-nf-call-iptables)"
 echo "underlay_mtu=$(cat /sys/class/net/$under/mtu 2>/dev/null || echo missing)"
 echo "vxlan_mtu=$(cat /sys/class/net/$dev/mtu 2>/dev/null || echo missing)"

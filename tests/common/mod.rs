@@ -13,6 +13,55 @@ pub fn long_tests() -> bool {
     std::env::var_os("DIRECTOR_BOOT_LONG_TESTS").is_some_and(|v| v == "1")
 }
 
+/// The lab's bridge and one lab address routed through it.
+pub const LAB_BRIDGE: &str = "dblab0";
+const LAB_PROBE_ADDR: &str = "10.213.0.11";
+
+/// Why lab addresses would not stay on this machine right now, or `None` when they would: the
+/// bridge must exist and be up, and a lab address must route through it. When the lab is down,
+/// the host routes 10.213.0.0/24 to its default gateway, so anything aimed at a lab address
+/// would leave the machine (../shared/lab-notes.md).
+pub fn lab_bridge_problem() -> Option<String> {
+    let link = Command::new("ip")
+        .args(["-o", "link", "show", LAB_BRIDGE])
+        .output();
+    let link = match link {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(_) => return Some(format!("the lab bridge {LAB_BRIDGE} does not exist")),
+        Err(e) => return Some(format!("cannot run ip: {e}")),
+    };
+    let flags = link.split(['<', '>']).nth(1).unwrap_or("");
+    if !flags.split(',').any(|f| f == "UP") {
+        return Some(format!(
+            "the lab bridge {LAB_BRIDGE} is not up: {}",
+            link.trim()
+        ));
+    }
+    let route = Command::new("ip")
+        .args(["route", "get", LAB_PROBE_ADDR])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !route.contains(&format!("dev {LAB_BRIDGE}")) || route.contains(" via ") {
+        return Some(format!(
+            "{LAB_PROBE_ADDR} does not route through {LAB_BRIDGE}: {}",
+            route.trim()
+        ));
+    }
+    None
+}
+
+pub fn lab_bridge_up() -> bool {
+    lab_bridge_problem().is_none()
+}
+
+/// Stop the test before it contacts a lab address that would leave this machine.
+pub fn require_lab_bridge() {
+    if let Some(why) = lab_bridge_problem() {
+        panic!("not contacting the lab: {why}");
+    }
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -55,12 +104,18 @@ impl Lab {
         self.state.path().join("lab")
     }
 
+    /// Run director-boot; anything but a `lab` subcommand may contact lab addresses, so the
+    /// bridge must be up for it.
     pub fn run(&self, args: &[&str]) -> Output {
+        if args.first() != Some(&"lab") {
+            require_lab_bridge();
+        }
         db(self.state.path(), args)
     }
 
     /// Run with the inventory inserted after the subcommand words.
     pub fn with_inventory(&self, words: &[&str], rest: &[&str]) -> Output {
+        require_lab_bridge();
         let inv = self.inventory.to_string_lossy().into_owned();
         let mut args: Vec<&str> = words.to_vec();
         args.push(&inv);
@@ -98,6 +153,7 @@ pub fn db(state: &Path, args: &[&str]) -> Output {
 }
 
 pub fn ssh(lab_dir: &Path, user_host: &str, command: &str) -> Output {
+    require_lab_bridge();
     Command::new("ssh")
         .arg("-i")
         .arg(lab_dir.join("id_ed25519"))
@@ -181,6 +237,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn kubectl(&self, args: &[&str]) -> Output {
+        require_lab_bridge();
         let admin = self.lab.state.path().join("clusters/lab/admin.conf");
         let out = Command::new(self.mirror.join("bin/kubectl"))
             .arg("--kubeconfig")
