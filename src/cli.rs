@@ -119,6 +119,11 @@ pub enum Command {
     },
     /// List the cluster's certificates and when they expire.
     Certs { inventory: PathBuf },
+    /// Secrets encryption at rest: rotate the key.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Measure container-to-container TCP/UDP throughput across the overlay, against the
     /// host-to-host underlay, and diagnose the pairs that fail.
     Netcheck {
@@ -223,6 +228,20 @@ pub enum Command {
     Lab {
         #[command(subcommand)]
         command: LabCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// A new encryption key: added as a reader on every control plane, then made the writer,
+    /// every Secret rewritten, the old key dropped. Resumes an interrupted rotation.
+    RotateKey {
+        inventory: PathBuf,
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        ssh: SshArgs,
     },
 }
 

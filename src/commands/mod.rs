@@ -21,6 +21,7 @@ mod netcheck;
 mod overlay;
 mod probe;
 mod reset;
+mod secrets;
 mod validate;
 
 pub fn init_tracing(verbose: u8) {
@@ -109,6 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             overlay::run(&paths, command, json, cli.global.verbose > 0).await
         }
         Command::Certs { inventory } => certs::run(&paths, &inventory, json),
+        Command::Secrets { command } => {
+            secrets::run(&paths, command, json, cli.global.verbose > 0).await
+        }
         Command::Netcheck {
             inventory,
             pairs,

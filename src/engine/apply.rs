@@ -144,7 +144,8 @@ pub async fn apply_role(
             role: name.clone(),
             reason: format!("{}: {e}", local.display()),
         })?;
-        let mode = if src.ends_with(".key") { 0o600 } else { 0o644 };
+        // Certificates too (CIS 1.1.20, 4.1.8): only root-run components read them.
+        let mode = 0o600;
         wants.push(bytes_want(dest, data, mode));
     }
     for k in &role.kubeconfigs {

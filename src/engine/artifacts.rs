@@ -104,6 +104,16 @@ impl Artifacts {
         })
     }
 
+    /// No mirror: for actions that stage no binary (`secrets rotate-key`).
+    pub fn none() -> Self {
+        Artifacts {
+            dir: PathBuf::new(),
+            kubernetes_version: String::new(),
+            binaries: BTreeMap::new(),
+            images: BTreeMap::new(),
+        }
+    }
+
     /// A binary by name.
     pub fn get(&self, name: &str, role: &str) -> Result<&Artifact, ArtifactError> {
         self.binaries

@@ -45,6 +45,19 @@ impl<'n> Kubectl<'n> {
             ))
             .await
     }
+
+    /// Read every Secret and replace it unchanged (upstream's way to re-encrypt them under the
+    /// writer key); the number replaced. Their bodies stay on the host: only names come back.
+    pub async fn rewrite_secrets(&self) -> Result<usize, NodeError> {
+        let script = format!(
+            "out=$({get}) || exit 1; case \"$out\" in *'\"items\": []'*) exit 0;; esac; \
+             printf '%s\\n' \"$out\" | {replace}",
+            get = command("get secrets -A -o json"),
+            replace = command("replace -f - -o name"),
+        );
+        let out = self.node.sudo_ok(&script).await?;
+        Ok(out.stdout.lines().filter(|l| !l.trim().is_empty()).count())
+    }
 }
 
 fn command(args: &str) -> String {

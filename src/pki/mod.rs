@@ -41,6 +41,7 @@
 //! `kubectl logs/exec/port-forward` are refused by kubelets that use webhook
 //! authorization.
 
+pub mod encryption;
 mod error;
 mod fsio;
 mod inspect;

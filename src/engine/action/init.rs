@@ -66,6 +66,10 @@ pub fn phases(only_components: Option<&[&str]>) -> Vec<Box<dyn Phase>> {
     }
     if only_components.is_none() {
         list.push(Box::new(phase::addons::Addons));
+        list.push(Box::new(phase::encryption::RewriteSecrets {
+            title: "secrets-encrypt",
+            step: None,
+        }));
         list.push(Box::new(phase::admin_kubeconfig::AdminKubeconfig));
     }
     list
@@ -116,6 +120,7 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
             nodes: Vec::new(),
             subnets: Default::default(),
             pki: None,
+            encryption: None,
             cluster: None,
             node_ctx: Default::default(),
             host_roles: Default::default(),
@@ -169,6 +174,7 @@ mod tests {
                 "kube-proxy",
                 "overlay",
                 "addons",
+                "secrets-encrypt",
                 "admin-kubeconfig"
             ]
         );

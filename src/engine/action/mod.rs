@@ -1,6 +1,8 @@
 //! Actions: what a command asks of the cluster, as an ordered list of phases (`phase/`).
 //! `init` builds or converges the whole cluster; `overlay up` is `init` restricted to the
-//! node-prep and overlay components. Day-2 actions (upgrade, remove-node, backup) are further
+//! node-prep and overlay components; `secrets rotate-key` rotates the Secrets encryption key
+//! over the control planes. Day-2 actions (upgrade, remove-node, backup) are further
 //! lists over the same phases.
 
 pub mod init;
+pub mod secrets_rotate;

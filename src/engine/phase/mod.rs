@@ -9,6 +9,7 @@ pub mod admin_kubeconfig;
 pub mod artifacts;
 pub mod component;
 pub mod connect;
+pub mod encryption;
 pub mod host_plan;
 pub mod pki;
 pub mod preflight;
@@ -28,6 +29,7 @@ use super::runner::Runner;
 use crate::cluster_state::{ClusterState, PkiWorkDir};
 use crate::inventory::Inventory;
 use crate::node::Node;
+use crate::pki::encryption::KeyRing;
 use crate::ssh::SshConfig;
 
 /// What the caller asked of this run.
@@ -57,6 +59,8 @@ pub struct RunState {
     pub subnets: BTreeMap<String, IpNet>,
     /// The PKI this run works on (pki).
     pub pki: Option<PkiWorkDir>,
+    /// The Secrets encryption keys, kept in that PKI dir (pki, or the rotation's first phase).
+    pub encryption: Option<KeyRing>,
     /// What templates see (host plan).
     pub cluster: Option<ClusterContext>,
     pub node_ctx: BTreeMap<String, NodeContext>,

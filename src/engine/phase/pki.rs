@@ -5,6 +5,7 @@
 use super::{Phase, PhaseFuture, Run};
 use crate::inventory::{HostRole, Inventory};
 use crate::pki;
+use crate::pki::encryption::KeyRing;
 
 pub struct Pki;
 
@@ -40,9 +41,11 @@ impl Phase for Pki {
             let dry_run = s.opts.dry_run;
             let work = s.state.pki_work_dir(dry_run)?;
             let report = pki::ensure(&work.path, &spec(&s.inv))?;
+            let (ring, ring_created) = KeyRing::ensure(&work.path)?;
+            s.encryption = Some(ring);
             s.pki = Some(work);
             runner.say("[pki] local");
-            let n = report.created.len() + report.renewed.len();
+            let n = report.created.len() + report.renewed.len() + usize::from(ring_created);
             runner.say(&format!(
                 "  {:<14} {}",
                 "control",
@@ -66,6 +69,16 @@ impl Phase for Pki {
                     "pki".into(),
                     "local".into(),
                     format!("renewed {} ({})", r.path.display(), r.reason),
+                ));
+            }
+            if ring_created {
+                runner.changes.push((
+                    "pki".into(),
+                    "local".into(),
+                    format!(
+                        "created the Secrets encryption key ({})",
+                        pki::encryption::PROVIDER
+                    ),
                 ));
             }
             for w in &report.warnings {
