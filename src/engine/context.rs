@@ -59,6 +59,39 @@ pub struct Peer {
     pub vtep_mac: String,
 }
 
+/// TLS cipher suites for every component's server (the CIS Benchmark's list for kubelets,
+/// 4.2.12, which is also within its lists for the API server and etcd): ECDHE with AEAD only.
+/// TLS 1.3 suites are not configurable in Go and all strong.
+pub const TLS_CIPHER_SUITES: &str = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384";
+
+/// The API server's audit log (`cluster.audit` in the inventory).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditContext {
+    pub path: String,
+    /// The directory of `path`, created 0700.
+    pub dir: String,
+    pub max_age_days: u32,
+    pub max_backups: u32,
+    pub max_size_mb: u32,
+}
+
+impl From<&crate::inventory::Audit> for AuditContext {
+    fn from(a: &crate::inventory::Audit) -> Self {
+        let dir = std::path::Path::new(&a.path)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        AuditContext {
+            path: a.path.clone(),
+            dir,
+            max_age_days: a.max_age_days,
+            max_backups: a.max_backups,
+            max_size_mb: a.max_size_mb,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterContext {
     pub name: String,
@@ -92,6 +125,9 @@ pub struct ClusterContext {
     pub nodes: Vec<Peer>,
     /// Image references by short name (`pause`, `coredns`), from the artifact manifest.
     pub images: BTreeMap<String, String>,
+    pub audit: AuditContext,
+    /// `TLS_CIPHER_SUITES`, for templates.
+    pub tls_cipher_suites: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,6 +279,8 @@ pub fn cluster(
         overlay_port: inv.network.overlay.port,
         nodes,
         images,
+        audit: AuditContext::from(&inv.audit),
+        tls_cipher_suites: TLS_CIPHER_SUITES,
     })
 }
 

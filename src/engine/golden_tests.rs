@@ -103,6 +103,8 @@ fn fixture_cluster() -> ClusterContext {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
+        audit: crate::engine::context::AuditContext::from(&crate::inventory::Audit::default()),
+        tls_cipher_suites: crate::engine::context::TLS_CIPHER_SUITES,
     }
 }
 

@@ -180,7 +180,7 @@ pub struct TemplateFile {
     /// Path under `templates/`.
     pub template: String,
     pub dest: String,
-    /// Octal mode as a string ("0644").
+    /// Octal mode as a string ("0644"); default "0600".
     #[serde(default = "default_mode")]
     pub mode: String,
     /// Deep-merge this inventory setting into the rendered YAML/TOML.
@@ -196,8 +196,10 @@ pub enum MergeExtra {
     ContainerdExtra,
 }
 
+/// Root-only unless a role says otherwise (CIS 1.1.x, 4.1.x: component units and configs
+/// 600 root:root); every reader of these files runs as root.
 fn default_mode() -> String {
-    "0644".into()
+    "0600".into()
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -290,7 +292,7 @@ mod tests {
             "name: etcd\nphase: etcd\nhosts: [etcd]\nbinaries: [{name: etcd}]\nfiles:\n  - {template: etcd/etcd.service, dest: /etc/systemd/system/etcd.service}\nunits: [etcd]\n",
         )
         .unwrap();
-        assert_eq!(r.files[0].mode, "0644");
+        assert_eq!(r.files[0].mode, "0600");
         assert!(r.applies_to(&[HostRole::Etcd].into_iter().collect()));
         assert!(!r.applies_to(&[HostRole::Worker].into_iter().collect()));
     }

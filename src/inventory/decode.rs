@@ -14,7 +14,8 @@ use super::raw::*;
 use super::tree::{Kind, Mark, Node, shorten};
 
 const TOP_FIELDS: [&str; 5] = ["cluster", "defaults", "ssh", "network", "hosts"];
-const CLUSTER_FIELDS: [&str; 2] = ["name", "control_plane_endpoint"];
+const CLUSTER_FIELDS: [&str; 3] = ["name", "control_plane_endpoint", "audit"];
+const AUDIT_FIELDS: [&str; 4] = ["path", "max_age_days", "max_backups", "max_size_mb"];
 const ENDPOINT_FIELDS: [&str; 3] = ["address", "port", "vip"];
 const SSH_FIELDS: [&str; 3] = ["known_hosts", "connect_timeout", "bastion"];
 const BASTION_FIELDS: [&str; 4] = ["address", "port", "user", "identity_file"];
@@ -56,6 +57,12 @@ pub fn decode(root: &Node, p: &mut Problems) -> Option<RawInventory> {
     let control_plane_endpoint =
         endpoint_node.and_then(|n| endpoint(n, "cluster.control_plane_endpoint", p));
 
+    let audit = cluster
+        .as_ref()
+        .and_then(|f| f.get("audit"))
+        .map(|n| audit(n, p))
+        .unwrap_or_default();
+
     let defaults = top
         .get("defaults")
         .and_then(|n| Fields::read(n, "defaults", &RawHostSettings::FIELDS, p))
@@ -89,11 +96,64 @@ pub fn decode(root: &Node, p: &mut Problems) -> Option<RawInventory> {
         cluster_name,
         control_plane_endpoint,
         endpoint_written: endpoint_node.is_some(),
+        audit,
         defaults,
         ssh,
         network,
         hosts,
     })
+}
+
+/// `cluster.audit: {path, max_age_days, max_backups, max_size_mb}`; what is not given keeps
+/// its default. The path goes into a systemd unit: absolute, no spaces or quotes.
+fn audit(node: &Node, p: &mut Problems) -> super::Audit {
+    let d = super::Audit::default();
+    let Some(f) = Fields::read(node, "cluster.audit", &AUDIT_FIELDS, p) else {
+        return d;
+    };
+    let path = f
+        .get("path")
+        .and_then(|n| string(n, "cluster.audit.path", p))
+        .and_then(|s| {
+            let ok = s.value.starts_with('/')
+                && s.value.len() > 1
+                && !s.value.ends_with('/')
+                && !s.value.contains(|c: char| c.is_whitespace() || "'\"\\$`%".contains(c));
+            if !ok {
+                p.add(
+                    Some(s.mark),
+                    "cluster.audit.path",
+                    format!(
+                        "expected an absolute file path without spaces or quotes, like {}, found `{}`",
+                        d.path,
+                        shorten(&s.value)
+                    ),
+                );
+            }
+            ok.then_some(s.value)
+        })
+        .unwrap_or(d.path.clone());
+    let num = |name: &str, min: u64, max: u64, default: u32, p: &mut Problems| {
+        f.get(name)
+            .and_then(|n| {
+                int::<u32>(
+                    n,
+                    &format!("cluster.audit.{name}"),
+                    min,
+                    max,
+                    &format!("a whole number in {min}..={max}"),
+                    p,
+                )
+            })
+            .map(|s| s.value)
+            .unwrap_or(default)
+    };
+    super::Audit {
+        path,
+        max_age_days: num("max_age_days", 1, 3650, d.max_age_days, p),
+        max_backups: num("max_backups", 1, 1000, d.max_backups, p),
+        max_size_mb: num("max_size_mb", 1, 100_000, d.max_size_mb, p),
+    }
 }
 
 fn host_settings(f: &Fields, path: &str, p: &mut Problems) -> RawHostSettings {

@@ -156,6 +156,28 @@ impl ControlPlaneEndpoint {
     }
 }
 
+/// `cluster.audit`: where the API server writes its audit log and how long it keeps it. The
+/// defaults are the CIS Benchmark's minimums (1.2.17-1.2.19).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    /// An absolute path on the control planes.
+    pub path: String,
+    pub max_age_days: u32,
+    pub max_backups: u32,
+    pub max_size_mb: u32,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            path: "/var/log/kubernetes/audit/audit.log".into(),
+            max_age_days: 30,
+            max_backups: 10,
+            max_size_mb: 100,
+        }
+    }
+}
+
 /// A validated inventory.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Inventory {
@@ -165,6 +187,7 @@ pub struct Inventory {
     /// Required with more than one control plane; `None` means the first control plane's own
     /// address (the single-control-plane behaviour).
     pub control_plane_endpoint: Option<ControlPlaneEndpoint>,
+    pub audit: Audit,
     pub ssh: SshSettings,
     pub network: Network,
     pub hosts: Vec<Host>,

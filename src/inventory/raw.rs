@@ -138,6 +138,8 @@ pub struct RawInventory {
     pub control_plane_endpoint: Option<RawEndpoint>,
     /// A non-null endpoint was written (even one `decode` could not use, already reported).
     pub endpoint_written: bool,
+    /// `cluster.audit`, defaults applied (already checked).
+    pub audit: super::Audit,
     pub defaults: RawHostSettings,
     pub ssh: RawSsh,
     pub network: RawNetwork,

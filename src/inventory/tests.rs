@@ -120,7 +120,7 @@ hosts:
   - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
-        "inv.yaml:2:3: cluster.title: unknown field; valid fields here: name, control_plane_endpoint",
+        "inv.yaml:2:3: cluster.title: unknown field; valid fields here: name, control_plane_endpoint, audit",
         "inv.yaml:2:3: cluster.name: missing: name the cluster with a DNS label like prod-bigdata",
     ]
 );
@@ -1700,3 +1700,41 @@ hosts:
         "inv.yaml:6:18: network.overlay.mtu: 1200 is below IPv6's minimum MTU: with an IPv6 pod_cidr use auto or 1280..=9000"
     ]
 );
+
+#[test]
+fn audit_defaults_to_the_cis_minimums_and_takes_overrides() {
+    let one = "hosts:\n  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane]}\n";
+    let inv = good(&format!("cluster: {{name: c1}}\n{one}"));
+    assert_eq!(inv.audit, Audit::default());
+    assert_eq!(inv.audit.max_age_days, 30);
+    let inv = good(&format!(
+        "cluster:\n  name: c1\n  audit: {{path: /srv/audit/api.log, max_age_days: 90, max_backups: 20, max_size_mb: 200}}\n{one}"
+    ));
+    assert_eq!(
+        inv.audit,
+        Audit {
+            path: "/srv/audit/api.log".into(),
+            max_age_days: 90,
+            max_backups: 20,
+            max_size_mb: 200
+        }
+    );
+    let p = problems(&format!(
+        "cluster:\n  name: c1\n  audit: {{path: relative.log, max_backups: 0, keep: 3}}\n{one}"
+    ));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("cluster.audit.path: expected an absolute file path")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("cluster.audit.max_backups: expected a whole number in 1..=1000")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("cluster.audit.keep: unknown field")),
+        "{p:?}"
+    );
+}

@@ -105,6 +105,7 @@ pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> 
         path: file.to_path_buf(),
         cluster_name: raw.cluster_name.as_ref()?.value.clone(),
         control_plane_endpoint,
+        audit: raw.audit.clone(),
         ssh,
         network,
         hosts,

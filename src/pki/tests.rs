@@ -829,6 +829,7 @@ fn spec_from_inventory() {
         path: "inv.yaml".into(),
         cluster_name: "bigdata".into(),
         control_plane_endpoint: None,
+        audit: Default::default(),
         ssh: SshSettings {
             known_hosts: None,
             bastion: None,
