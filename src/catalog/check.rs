@@ -50,6 +50,7 @@ pub fn check_app(files: &AppFiles, app: &App, ix: &Index, p: &mut Problems) {
     }
     env_check(&app.env, "env", ix, p);
     caps_check(&app.capabilities, "capabilities", ix, p);
+    pod_security_check(app, ix, p);
     secrets_check(app, ix, p);
     for (i, f) in app.files.iter().enumerate() {
         file_check(files, f, &format!("files[{i}]"), ix, p);
@@ -481,6 +482,65 @@ pub fn env_check(env: &BTreeMap<String, String>, field: &str, ix: &Index, p: &mu
         if let Some(why) = env_why(name) {
             let ef = format!("{field}.{name}");
             p.add(ix.key_at(&ef), ef, format!("`{name}` {why}"));
+        }
+    }
+}
+
+/// Capabilities Pod Security's baseline level lets a container add.
+const BASELINE_CAPS: &[&str] = &[
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// The level an app declares must admit its pods: added capabilities beyond baseline's need
+/// `privileged`; `restricted` admits none but NET_BIND_SERVICE (and needs what the
+/// StatefulSet template does not set: non-root, no privilege escalation), so it is refused
+/// for apps that add any other.
+fn pod_security_check(app: &App, ix: &Index, p: &mut Problems) {
+    let level = app.pod_security.as_deref().unwrap_or("baseline");
+    let mut all: Vec<(String, &String)> = app
+        .capabilities
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("capabilities[{i}]"), c))
+        .collect();
+    for (r, role) in app.roles.iter().enumerate() {
+        all.extend(
+            role.capabilities
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("roles[{r}].capabilities[{i}]"), c)),
+        );
+    }
+    // Misspelled capabilities are caps_check's to report.
+    for (field, cap) in all
+        .into_iter()
+        .filter(|(_, c)| names::capability(c).is_none())
+    {
+        let allowed = match level {
+            "privileged" => true,
+            "restricted" => cap == "NET_BIND_SERVICE",
+            _ => BASELINE_CAPS.contains(&cap.as_str()),
+        };
+        if !allowed {
+            p.add(
+                ix.at(&field),
+                field,
+                format!(
+                    "Pod Security level {level} does not admit adding {cap}: declare `podSecurity: privileged` at the top of app.yaml (deploy-app then labels the app's namespace with it)"
+                ),
+            );
         }
     }
 }

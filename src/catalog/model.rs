@@ -119,6 +119,10 @@ pub static APP: Shape = Shape::Object(&[
     opt("env", &STRING_MAP),
     opt("capabilities", &STRINGS),
     opt(
+        "podSecurity",
+        &Shape::OneOf(&["privileged", "baseline", "restricted"]),
+    ),
+    opt(
         "license",
         &Shape::Object(&[
             req("name", &Shape::Str),
@@ -202,6 +206,9 @@ pub struct App {
     pub image: Option<String>,
     pub env: BTreeMap<String, String>,
     pub capabilities: Vec<String>,
+    /// The Pod Security level the app's pods need (`podSecurity`); `None` = baseline, the
+    /// cluster's default.
+    pub pod_security: Option<String>,
     pub license: Option<License>,
     pub secrets: Vec<SecretDecl>,
     pub files: Vec<String>,

@@ -52,13 +52,29 @@ pub fn render(inp: &Input, p: &mut Problems) -> Option<RenderedApp> {
 
     let base_labels = labels(app, &facts.instance, None);
     let mut shared = Vec::new();
+    // The namespace carries the Pod Security level the app declared; the cluster enforces
+    // baseline where no label says otherwise. `default` is not relabelled: an app that needs
+    // more than baseline gets its own namespace.
+    let level = app.pod_security.as_deref().unwrap_or("baseline");
     if facts.namespace != "default" {
+        let mut ns_labels = base_labels.clone();
+        ns_labels.insert(LABEL_PSA_ENFORCE.into(), level.into());
+        ns_labels.insert(LABEL_PSA_ENFORCE_VERSION.into(), "latest".into());
         shared.extend(r.object(
             "namespace.yaml",
             &facts,
-            json!({"name": facts.namespace, "labels": base_labels}),
+            json!({"name": facts.namespace, "labels": ns_labels}),
             p,
         ));
+    } else if level != "baseline" && level != "restricted" {
+        p.add(
+            l.ix.at("namespace"),
+            "namespace",
+            format!(
+                "{} needs Pod Security level {level}, which the `default` namespace does not allow: deploy it into its own namespace (`--namespace {}`)",
+                app.name, app.name
+            ),
+        );
     }
     for (decl, value, origin) in &secrets {
         let data = json!({ decl.key(): base64::engine::general_purpose::STANDARD.encode(value) });
@@ -284,6 +300,9 @@ fn facts(inp: &Input) -> Facts {
         namespace,
     }
 }
+
+pub const LABEL_PSA_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+pub const LABEL_PSA_ENFORCE_VERSION: &str = "pod-security.kubernetes.io/enforce-version";
 
 fn labels(app: &App, instance: &str, role: Option<&str>) -> Map<String, Value> {
     let mut m = Map::new();

@@ -342,7 +342,7 @@ fn rejects_unknown_capabilities_and_bad_images() {
     let app = replace(
         APP,
         "image: localhost/demo:1",
-        "image: localhost/Demo:1\ncapabilities: [SYS_NICE, CAP_IPC_LOCK, NET_ADMN]",
+        "image: localhost/Demo:1\ncapabilities: [SYS_NICE, CAP_IPC_LOCK, NET_ADMN]\npodSecurity: privileged",
     );
     let f = Fixture::demo(&app);
     assert_eq!(
@@ -352,6 +352,44 @@ fn rejects_unknown_capabilities_and_bad_images() {
             "$D/demo/app.yaml:3:26: capabilities[1]: write `IPC_LOCK`: Kubernetes leaves out the `CAP_` prefix",
             "$D/demo/app.yaml:3:40: capabilities[2]: `NET_ADMN` is not a Linux capability (did you mean `NET_ADMIN`?)",
         ]
+    );
+}
+
+#[test]
+fn capabilities_beyond_baseline_need_pod_security_privileged() {
+    let app = replace(
+        APP,
+        "image: localhost/demo:1",
+        "image: localhost/demo:1\ncapabilities: [SYS_NICE, CHOWN]",
+    );
+    assert_eq!(
+        Fixture::demo(&app).validate(),
+        [
+            "$D/demo/app.yaml:3:16: capabilities[0]: Pod Security level baseline does not admit adding SYS_NICE: declare `podSecurity: privileged` at the top of app.yaml (deploy-app then labels the app's namespace with it)"
+        ]
+    );
+    let ok = replace(
+        APP,
+        "image: localhost/demo:1",
+        "image: localhost/demo:1\ncapabilities: [SYS_NICE, CHOWN]\npodSecurity: privileged",
+    );
+    // Declared, but its default spec would put it into `default`, which stays baseline.
+    assert_eq!(
+        Fixture::demo(&ok).validate(),
+        [
+            "$D/demo/cluster.yaml:1:1: namespace: demo needs Pod Security level privileged, which the `default` namespace does not allow: deploy it into its own namespace (`--namespace demo`)"
+        ]
+    );
+    let bad_level = replace(
+        APP,
+        "image: localhost/demo:1",
+        "image: localhost/demo:1\npodSecurity: lax",
+    );
+    assert!(
+        Fixture::demo(&bad_level)
+            .validate()
+            .iter()
+            .any(|l| l.contains("podSecurity")),
     );
 }
 
@@ -815,7 +853,13 @@ fn secret_files_are_read_relative_to_the_file_naming_them() {
         },
     )
     .unwrap();
-    let secret = &r.shared[0];
+    let ns = &r.shared[0];
+    assert_eq!(ns["kind"], "Namespace");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "privileged"
+    );
+    let secret = shared(&r, "Secret", "symphony-entitlement");
     assert_eq!(secret["metadata"]["name"], "symphony-entitlement");
     assert_eq!(secret["data"]["entitlement.dat"], "RU5USVRMRU1FTlQ=");
     let compute = &r.roles[1];
@@ -830,7 +874,7 @@ fn secret_files_are_read_relative_to_the_file_naming_them() {
     let scripts = shared(&r, "ConfigMap", "symphony-scripts")["data"]["compute.sh"]
         .as_str()
         .unwrap();
-    assert!(scripts.contains("(symphony-primary-0.symphony.default.svc.cluster.local)"));
+    assert!(scripts.contains("(symphony-primary-0.symphony.symphony.svc.cluster.local)"));
     let caps =
         &r.roles[0].statefulset["spec"]["template"]["spec"]["containers"][0]["securityContext"];
     assert_eq!(
