@@ -45,12 +45,7 @@ fn secrets_encrypted_audited_pod_security_and_cis_files() {
         eprintln!("skipped: lab tests need root");
         return;
     }
-    let mirror = cache_dir().join("mirror");
-    assert!(
-        mirror.join("manifest.json").exists(),
-        "no artifact mirror at {}: run scripts/build-mirror.sh first",
-        mirror.display()
-    );
+    let mirror = lab_mirror();
     let c = Cluster {
         lab: Lab::up(2),
         mirror,
@@ -121,7 +116,7 @@ fn secrets_encrypted_audited_pod_security_and_cis_files() {
         "psa-test",
         "run",
         "priv",
-        "--image=docker.io/library/busybox:1.35",
+        &format!("--image={}", image_ref(&c.mirror, "busybox")),
         "--image-pull-policy=Never",
         "--restart=Never",
         "--privileged",
