@@ -73,9 +73,13 @@ fn init_converges_survives_interruption_and_resets_clean() {
         "yes"
     );
 
-    // a host-network pod on a worker, from a side-loaded image
+    // a host-network pod on a worker, from a side-loaded image; Pod Security's baseline
+    // (the cluster default) refuses host networking, so its namespace says privileged
     let busybox = image_ref(&c.mirror, "busybox");
-    let pod = serde_json::json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"hostnet","namespace":"default"},"spec":{"hostNetwork":true,"nodeName":"node2","containers":[{"name":"c","image":busybox,"imagePullPolicy":"Never","command":["sleep","3600"]}]}}).to_string();
+    let pod = serde_json::json!({"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"hostnet","labels":{"pod-security.kubernetes.io/enforce":"privileged"}}},
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"hostnet","namespace":"hostnet"},"spec":{"hostNetwork":true,"nodeName":"node2","containers":[{"name":"c","image":busybox,"imagePullPolicy":"Never","command":["sleep","3600"]}]}}
+    ]}).to_string();
     let manifest = c.lab.state.path().join("hostnet.json");
     std::fs::write(&manifest, pod).expect("write pod");
     assert!(
@@ -84,11 +88,19 @@ fn init_converges_survives_interruption_and_resets_clean() {
             .success()
     );
     c.wait_for(
-        &["get", "pod", "hostnet", "-o", "jsonpath={.status.phase}"],
+        &[
+            "-n",
+            "hostnet",
+            "get",
+            "pod",
+            "hostnet",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
         120,
         |t| t == "Running",
     );
-    let logs = c.kubectl(&["exec", "hostnet", "--", "hostname"]);
+    let logs = c.kubectl(&["-n", "hostnet", "exec", "hostnet", "--", "hostname"]);
     assert_eq!(
         stdout(&logs).trim(),
         "node2",
