@@ -9,7 +9,7 @@
 #                kube-proxy kubectl crictl coredns etcd etcdctl containerd
 #                containerd-shim-runc-v2 ctr runc
 #     cni/       CNI plugins (bridge, host-local, loopback, portmap, ...)
-#     images/    pause.tar coredns.tar busybox.tar (OCI archives for
+#     images/    pause.tar coredns.tar busybox.tar kube-network-policies.tar (OCI archives for
 #                `ctr -n k8s.io images import`)
 #     upstream/  the same binaries in the upstream release layout (kube binaries
 #                one file each, etcd/containerd/CNI/crictl tarballs, runc.ARCH),
@@ -532,6 +532,55 @@ image_artifacts() {
   oci_image busybox "docker.io/library/busybox:$bbv" busybox_rootfs --config.cmd sh
 }
 
+# ---- NetworkPolicy engine: kube-network-policies (role network-policy) ------
+# Self-contained step with its own stamp: SIG Network's kube-network-policies
+# from its Go module, with images/kube-network-policies/xt-nfqueue.patch (the
+# NFQUEUE verdict through the x_tables target, for kernels without nft_queue),
+# built static into images/kube-network-policies.tar. Rebuilt only when the
+# version or the patch changes.
+readonly KNP_MODULE=sigs.k8s.io/kube-network-policies
+readonly KNP_VERSION=v0.8.0
+readonly KNP_PATCH=$REPO_ROOT/images/kube-network-policies/xt-nfqueue.patch
+readonly KNP_REF=localhost/director-boot/kube-network-policies:$KNP_VERSION-xtnfqueue
+readonly KNP_REL=images/kube-network-policies.tar
+readonly KNP_STAMP=$MIRROR/.stamp-kube-network-policies
+
+netpol_fingerprint() {
+  printf '%s %s %s %s\n' "$KNP_VERSION" "$KNP_REF" "$IMAGE_CREATED" \
+    "$(sha256sum <"$KNP_PATCH" | cut -d' ' -f1)"
+}
+
+netpol_is_current() {
+  [[ -s $MIRROR/$KNP_REL && -s $KNP_STAMP && $(<"$KNP_STAMP") == "$(netpol_fingerprint)" ]]
+}
+
+# Prints the path of the patched, static binary.
+build_netpol_binary() {
+  local src=$WORK/go-kube-network-policies-$KNP_VERSION json dir out=$WORK/kube-network-policies
+  command -v patch >/dev/null || die "missing tool: patch (Debian: apt-get install patch)"
+  json=$(cd "$WORK" && go mod download -json "$KNP_MODULE@$KNP_VERSION")
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p' <<<"$json")
+  [[ -d $dir ]] || die "no source for $KNP_MODULE@$KNP_VERSION"
+  rm -rf "$src"
+  cp -r "$dir" "$src"
+  chmod -R u+w "$src"
+  patch -s -p1 -d "$src" <"$KNP_PATCH"
+  log "building kube-network-policies $KNP_VERSION (patched: xt NFQUEUE)"
+  (cd "$src" && go build -mod=mod -trimpath -ldflags "-s -w" -o "$out.tmp" ./cmd)
+  mv -f "$out.tmp" "$out"
+  printf '%s\n' "$out"
+}
+
+netpol_rootfs() { install -D -m 0755 "$(build_netpol_binary)" "$1/bin/netpol"; }
+
+netpol_artifacts() {
+  netpol_is_current || rm -f "$MIRROR/$KNP_REL" "$KNP_STAMP"
+  oci_image kube-network-policies "$KNP_REF" netpol_rootfs --config.entrypoint /bin/netpol
+}
+
+# After write_manifest: the image in the manifest is the one this stamp names.
+netpol_stamp() { netpol_fingerprint >"$KNP_STAMP"; }
+
 # ---- manifest ---------------------------------------------------------------
 linkage() {
   local f=$1 libs
@@ -593,7 +642,7 @@ main() {
   parse_args "$@"
   require_tools
   take_lock
-  if mirror_is_current; then
+  if mirror_is_current && netpol_is_current; then
     log "mirror up to date: $MIRROR (${#K8S_COMMANDS[@]} k8s binaries, $K8S_VERSION)"
     return 0
   fi
@@ -607,9 +656,11 @@ main() {
   step "runc $RUNC_VERSION" runc_artifacts
   step "cni plugins $CNI_VERSION" cni_artifacts
   step "images" image_artifacts
+  step "kube-network-policies $KNP_VERSION" netpol_artifacts
   step "upstream layout" upstream_layout
   step "manifest.json" write_manifest
   step "pinned.yaml" write_pinned
+  netpol_stamp
   log "mirror ready: $MIRROR ($(du -sh "$MIRROR" | cut -f1)) in $((SECONDS - START))s"
 }
 

@@ -99,6 +99,10 @@ fn fixture_cluster() -> ClusterContext {
         images: [
             ("pause", "registry.k8s.io/pause:3.10"),
             ("coredns", "registry.k8s.io/coredns/coredns:v1.12.1"),
+            (
+                "kube-network-policies",
+                "localhost/director-boot/kube-network-policies:v0.8.0-xtnfqueue",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -383,6 +387,7 @@ fn golden_roles_parse_and_reference_existing_templates() {
         "overlay",
         "cni",
         "addons",
+        "network-policy",
     ] {
         assert!(names.contains(expected), "role {expected} is shipped");
     }
