@@ -454,7 +454,7 @@ write_pinned() {
         fi
       done
     done
-    for name in pause coredns busybox; do
+    for name in pause coredns busybox kube-network-policies; do
       row=$(printf '%s\n' "${ARTIFACTS[@]}" | awk -F'\t' -v n="$name" '$1 == n && $3 == "image"')
       IFS=$'\t' read -r _ version _ rel m <<<"$row"
       sha=$(sha256sum <"$MIRROR/$rel" | cut -d' ' -f1)
