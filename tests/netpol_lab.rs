@@ -145,6 +145,10 @@ fn measure(c: &Cluster, label: &'static str) -> Cost {
         "2",
         "--min-efficiency",
         "0.2",
+        // The lab shares this host's CPUs with whatever else runs: a UDP blast loses a few
+        // percent under load. What a policy does to UDP is 90 % and more (see below).
+        "--max-udp-loss",
+        "0.5",
     ]);
     let wall_s = t0.elapsed().as_secs_f64();
     let (b1, _) = cpu_jiffies();
