@@ -1703,7 +1703,8 @@ hosts:
 
 #[test]
 fn audit_defaults_to_the_cis_minimums_and_takes_overrides() {
-    let one = "hosts:\n  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}\n";
+    let one =
+        "hosts:\n  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}\n";
     let inv = good(&format!("cluster: {{name: c1}}\n{one}"));
     assert_eq!(inv.audit, Audit::default());
     assert_eq!(inv.audit.max_age_days, 30);
