@@ -154,8 +154,8 @@ impl KeyRing {
                 path: state.clone(),
                 source,
             })?;
-        write_private(&state, text.as_bytes())?;
-        write_private(&pki_dir.join(CONFIG_FILE), self.config_yaml().as_bytes())
+        write_if_changed(&state, text.as_bytes())?;
+        write_if_changed(&pki_dir.join(CONFIG_FILE), self.config_yaml().as_bytes())
     }
 
     /// The EncryptionConfiguration control planes hold.
@@ -233,6 +233,16 @@ impl KeyRing {
     }
 }
 
+/// Leave a file that already says this alone: a converged run rewrites nothing.
+fn write_if_changed(path: &Path, data: &[u8]) -> Result<(), EncryptionError> {
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o600);
+    if private && std::fs::read(path).is_ok_and(|old| old == data) {
+        return Ok(());
+    }
+    write_private(path, data)
+}
+
 fn write_private(path: &Path, data: &[u8]) -> Result<(), EncryptionError> {
     crate::cluster_state::write_private(path, data).map_err(|e| match e {
         crate::cluster_state::StateError::Io { path, source } => {
@@ -259,9 +269,19 @@ mod tests {
             .decode(&ring.keys[0].secret)
             .unwrap();
         assert_eq!(secret.len(), 32);
+        let mtime = |f: &str| {
+            std::fs::metadata(tmp.path().join(f))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let before = (mtime(STATE_FILE), mtime(CONFIG_FILE));
+        std::thread::sleep(std::time::Duration::from_millis(20));
         let (again, created) = KeyRing::ensure(tmp.path()).unwrap();
         assert!(!created);
         assert_eq!(again, ring);
+        // A converged run rewrites nothing.
+        assert_eq!((mtime(STATE_FILE), mtime(CONFIG_FILE)), before);
         for f in [STATE_FILE, CONFIG_FILE] {
             let mode = std::fs::metadata(tmp.path().join(f))
                 .unwrap()
