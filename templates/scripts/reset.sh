@@ -41,4 +41,10 @@ if command -v iptables-save >/dev/null 2>&1; then
     fi
   done
 fi
+# nftables tables of the NetworkPolicy add-on: it deletes them on a clean stop, but reset killed it.
+if command -v nft >/dev/null 2>&1; then
+  nft list tables 2>/dev/null | while read -r _ fam name; do
+    case "$name" in kube-network-policies*) nft delete table "$fam" "$name" && echo "deleted nft table $fam $name" ;; esac
+  done
+fi
 exit 0
