@@ -236,4 +236,52 @@ fn export_serve_fetch_verify_init_and_bundle() {
         "the bundle was unpacked into --cache-dir"
     );
     ready_nodes(&c);
+
+    // The inventory names the web server (`artifacts.url`): init with no --artifacts fetches
+    // what its cache's mirror lacks (all of it: a fresh cache dir), then converges the same
+    // cluster; a re-run fetches nothing.
+    let inv = c.lab.dir().join("inventory-with-artifacts.yaml");
+    let text = std::fs::read_to_string(&c.lab.inventory).unwrap();
+    std::fs::write(
+        &inv,
+        format!("{text}\nartifacts:\n  url: {url}\n  manifest: {manifest_s}\n"),
+    )
+    .unwrap();
+    let inv_s = inv.to_string_lossy().into_owned();
+    let cache2 = work.path().join("cache2");
+    let cache2_s = cache2.to_string_lossy().into_owned();
+    let t = Instant::now();
+    let out = c
+        .lab
+        .run(&["--cache-dir", &cache2_s, "--json", "init", &inv_s]);
+    assert!(
+        out.status.success(),
+        "init with artifacts.url: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("file(s) fetched from"),
+        "init said what it fetched: {}",
+        stderr(&out)
+    );
+    eprintln!(
+        "init fetching from artifacts.url: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let cache2_mirror = cache2.join("mirror").to_string_lossy().into_owned();
+    let out = db(
+        &state,
+        &["artifacts", "verify", "--artifacts", &cache2_mirror],
+    );
+    assert!(out.status.success(), "verify: {}", stdout(&out));
+    let out = c
+        .lab
+        .run(&["--cache-dir", &cache2_s, "--json", "init", &inv_s]);
+    assert!(out.status.success(), "re-run: {}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("fetched from"),
+        "a re-run fetches nothing: {}",
+        stderr(&out)
+    );
+    ready_nodes(&c);
 }

@@ -210,36 +210,9 @@ async fn fetch(
     }
     let (source, bundle_manifest) = match from.as_deref() {
         None => (Source::Upstream, None),
-        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
-            (Source::Http(u.to_string()), None)
-        }
-        Some(p) => {
-            let p = PathBuf::from(p);
-            if p.is_dir() {
-                (Source::Dir(p), None)
-            } else if p.is_file() {
-                let src = bundle::unpack(&paths.cache, &p)
-                    .with_context(|| format!("cannot open the bundle {}", p.display()))?;
-                let m = src.join("pinned.yaml");
-                (Source::Dir(src), Some(m))
-            } else {
-                anyhow::bail!(
-                    "--from {}: neither an http(s) URL nor an existing directory or bundle file",
-                    p.display()
-                );
-            }
-        }
+        Some(from) => source(paths, from).with_context(|| format!("--from {from}"))?,
     };
-    let (pinned, manifest_name) = match manifest.or(bundle_manifest) {
-        Some(m) => (
-            Pinned::load(&m).with_context(|| format!("--manifest {}", m.display()))?,
-            m.display().to_string(),
-        ),
-        None => (
-            Pinned::builtin()?,
-            "the built-in pinned manifest".to_string(),
-        ),
-    };
+    let (pinned, manifest_name) = pinned(manifest.or(bundle_manifest), "--manifest")?;
     let started = std::time::Instant::now();
     let report = crate::artifacts::fetch::fetch(
         dir,
@@ -280,4 +253,90 @@ async fn fetch(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where to fetch from: an http(s) URL, a directory in the upstream layout, or a bundle file
+/// (unpacked into the cache; its own pinned.yaml is the manifest unless one is given).
+fn source(paths: &Paths, from: &str) -> anyhow::Result<(Source, Option<PathBuf>)> {
+    if from.starts_with("http://") || from.starts_with("https://") {
+        return Ok((Source::Http(from.to_string()), None));
+    }
+    let p = PathBuf::from(from);
+    if p.is_dir() {
+        Ok((Source::Dir(p), None))
+    } else if p.is_file() {
+        let src = bundle::unpack(&paths.cache, &p)
+            .with_context(|| format!("cannot open the bundle {}", p.display()))?;
+        let m = src.join("pinned.yaml");
+        Ok((Source::Dir(src), Some(m)))
+    } else {
+        anyhow::bail!(
+            "{}: neither an http(s) URL nor an existing directory or bundle file",
+            p.display()
+        )
+    }
+}
+
+/// The pinned manifest to check downloads against, and how to name it in errors.
+fn pinned(manifest: Option<PathBuf>, field: &str) -> anyhow::Result<(Pinned, String)> {
+    Ok(match manifest {
+        Some(m) => (
+            Pinned::load(&m).with_context(|| format!("{field} {}", m.display()))?,
+            m.display().to_string(),
+        ),
+        None => (
+            Pinned::builtin()?,
+            "the built-in pinned manifest".to_string(),
+        ),
+    })
+}
+
+/// `init` with the inventory's `artifacts:` and no `--artifacts`: fetch what the mirror lacks
+/// (nothing, on a re-run) before the phases start, for the mirror's architectures (amd64 for
+/// a new mirror; preflight names a host whose architecture the mirror does not hold).
+pub async fn fetch_for_init(
+    paths: &Paths,
+    dir: &Path,
+    src: &crate::inventory::ArtifactsSource,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (source, bundle_manifest) = source(paths, &src.url).context("artifacts.url")?;
+    let (pinned, manifest_name) = pinned(
+        src.manifest.clone().or(bundle_manifest),
+        "artifacts.manifest",
+    )?;
+    let arches = match mirror::MirrorManifest::open(dir) {
+        Ok(m) => m.all_arches(),
+        Err(_) => vec!["amd64".to_string()],
+    };
+    let started = std::time::Instant::now();
+    let report = crate::artifacts::fetch::fetch(
+        dir,
+        FetchOptions {
+            source,
+            pinned,
+            manifest_name,
+            arches,
+            concurrency: 4,
+            show_progress: !json && std::io::stderr().is_terminal(),
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "artifacts: fetching from {} into {} failed (the inventory's artifacts.url)",
+            src.url,
+            dir.display()
+        )
+    })?;
+    if !report.downloaded.is_empty() {
+        eprintln!(
+            "artifacts: {} file(s) fetched from {} ({}) in {:.1}s",
+            report.downloaded.len(),
+            src.url,
+            human_size(report.bytes),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }

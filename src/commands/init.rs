@@ -40,7 +40,16 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("--artifacts {}", file.display()))?,
         ),
-        other => other,
+        Some(dir) => Some(dir),
+        // The inventory names where the artifacts come from: fetch what the mirror lacks.
+        None => match &inv.artifacts {
+            Some(src) => {
+                let dir = paths.cache.join("mirror");
+                super::artifacts::fetch_for_init(paths, &dir, src, a.json).await?;
+                Some(dir)
+            }
+            None => None,
+        },
     };
     init::run(
         paths,

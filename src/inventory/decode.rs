@@ -13,7 +13,15 @@ use super::problems::{Problems, join};
 use super::raw::*;
 use super::tree::{Kind, Mark, Node, shorten};
 
-const TOP_FIELDS: [&str; 5] = ["cluster", "defaults", "ssh", "network", "hosts"];
+const TOP_FIELDS: [&str; 6] = [
+    "cluster",
+    "defaults",
+    "ssh",
+    "network",
+    "artifacts",
+    "hosts",
+];
+const ARTIFACTS_FIELDS: [&str; 2] = ["url", "manifest"];
 const CLUSTER_FIELDS: [&str; 3] = ["name", "control_plane_endpoint", "audit"];
 const AUDIT_FIELDS: [&str; 4] = ["path", "max_age_days", "max_backups", "max_size_mb"];
 const ENDPOINT_FIELDS: [&str; 3] = ["address", "port", "vip"];
@@ -78,6 +86,11 @@ pub fn decode(root: &Node, p: &mut Problems) -> Option<RawInventory> {
         .and_then(|n| Fields::read(n, "network", &NETWORK_FIELDS, p))
         .map(|f| network(&f, p))
         .unwrap_or_default();
+    let artifacts = top
+        .get("artifacts")
+        .filter(|n| !n.is_null())
+        .and_then(|n| Fields::read(n, "artifacts", &ARTIFACTS_FIELDS, p))
+        .and_then(|f| artifacts(&f, p));
     let hosts = match top.get("hosts") {
         Some(node) if !node.is_null() => hosts(node, p),
         _ => {
@@ -100,8 +113,39 @@ pub fn decode(root: &Node, p: &mut Problems) -> Option<RawInventory> {
         defaults,
         ssh,
         network,
+        artifacts,
         hosts,
     })
+}
+
+/// `artifacts: {url, manifest}`: where `init` fetches what the mirror lacks. `url` is a web
+/// server in the upstream layout (http or https), or a directory or bundle file on this
+/// machine; `manifest` the pinned file to check against.
+fn artifacts(f: &Fields, p: &mut Problems) -> Option<RawArtifacts> {
+    let url = f
+        .required(
+            "url",
+            "name the web server (http://repo.example/director-boot/), directory or bundle file `init` fetches the pinned components from",
+            p,
+        )
+        .and_then(|n| string(n, "artifacts.url", p))?;
+    let manifest = f
+        .get("manifest")
+        .and_then(|n| string(n, "artifacts.manifest", p));
+    if url.value.contains("://")
+        && !(url.value.starts_with("http://") || url.value.starts_with("https://"))
+    {
+        p.add(
+            Some(url.mark),
+            "artifacts.url",
+            format!(
+                "expected an http:// or https:// URL, a directory or a bundle file, found `{}`",
+                shorten(&url.value)
+            ),
+        );
+        return None;
+    }
+    Some(RawArtifacts { url, manifest })
 }
 
 /// `cluster.audit: {path, max_age_days, max_backups, max_size_mb}`; what is not given keeps

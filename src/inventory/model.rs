@@ -178,6 +178,14 @@ impl Default for Audit {
     }
 }
 
+/// `artifacts:`, relative paths resolved against the inventory's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArtifactsSource {
+    /// An http(s) URL as written, or an absolute path (a directory or a bundle file).
+    pub url: String,
+    pub manifest: Option<PathBuf>,
+}
+
 /// A validated inventory.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Inventory {
@@ -188,6 +196,8 @@ pub struct Inventory {
     /// address (the single-control-plane behaviour).
     pub control_plane_endpoint: Option<ControlPlaneEndpoint>,
     pub audit: Audit,
+    /// `artifacts:`: where `init` fetches what the mirror lacks.
+    pub artifacts: Option<ArtifactsSource>,
     pub ssh: SshSettings,
     pub network: Network,
     pub hosts: Vec<Host>,

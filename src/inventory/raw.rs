@@ -143,6 +143,15 @@ pub struct RawInventory {
     pub defaults: RawHostSettings,
     pub ssh: RawSsh,
     pub network: RawNetwork,
+    /// `artifacts:` (already checked for shape).
+    pub artifacts: Option<RawArtifacts>,
     /// `None` when missing or not a list (already reported); the mark is the list's.
     pub hosts: Option<Spanned<Vec<RawHost>>>,
+}
+
+/// `artifacts: {url, manifest}` as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawArtifacts {
+    pub url: Spanned<String>,
+    pub manifest: Option<Spanned<String>>,
 }

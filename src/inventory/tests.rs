@@ -83,7 +83,7 @@ bad!(
 - node2
 ",
     [
-        "inv.yaml:1:1: (document): expected a mapping with fields cluster, defaults, ssh, network, hosts, found a list"
+        "inv.yaml:1:1: (document): expected a mapping with fields cluster, defaults, ssh, network, artifacts, hosts, found a list"
     ]
 );
 
@@ -96,7 +96,7 @@ host:
 ",
     [
         "inv.yaml:1:1: hosts: missing: list the cluster's hosts, each with name, address and roles",
-        "inv.yaml:2:1: host: unknown field (did you mean `hosts`?); valid fields here: cluster, defaults, ssh, network, hosts",
+        "inv.yaml:2:1: host: unknown field (did you mean `hosts`?); valid fields here: cluster, defaults, ssh, network, artifacts, hosts",
     ]
 );
 
@@ -1737,5 +1737,62 @@ fn audit_defaults_to_the_cis_minimums_and_takes_overrides() {
         p.iter()
             .any(|l| l.contains("cluster.audit.keep: unknown field")),
         "{p:?}"
+    );
+}
+
+#[test]
+fn artifacts_source_url_or_local_paths() {
+    let hosts =
+        "hosts:\n  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}\n";
+    let inv = good(&format!(
+        "cluster: {{name: c1}}\nartifacts: {{url: 'http://repo.example/db/'}}\n{hosts}"
+    ));
+    assert_eq!(
+        inv.artifacts,
+        Some(ArtifactsSource {
+            url: "http://repo.example/db/".into(),
+            manifest: None
+        })
+    );
+    // Relative paths are the inventory's directory's, and must exist.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("export")).unwrap();
+    std::fs::write(dir.path().join("export/pinned.yaml"), "").unwrap();
+    let dirs = Dirs {
+        base: dir.path().to_path_buf(),
+        home: None,
+    };
+    let inv = good_in(
+        &format!(
+            "cluster: {{name: c1}}\nartifacts: {{url: export, manifest: export/pinned.yaml}}\n{hosts}"
+        ),
+        &dirs,
+    );
+    let a = inv.artifacts.unwrap();
+    assert_eq!(a.url, dir.path().join("export").to_string_lossy());
+    assert_eq!(a.manifest, Some(dir.path().join("export/pinned.yaml")));
+    assert_eq!(
+        problems(&format!(
+            "cluster: {{name: c1}}\nartifacts: {{url: ftp://x/, manifest: m.yaml}}\n{hosts}"
+        )),
+        [
+            "inv.yaml:2:18: artifacts.url: expected an http:// or https:// URL, a directory or a bundle file, found `ftp://x/`"
+        ]
+    );
+    assert_eq!(
+        problems(&format!(
+            "cluster: {{name: c1}}\nartifacts: {{url: 'https://r/', manifest: m.yaml}}\n{hosts}"
+        )),
+        [
+            "inv.yaml:2:42: artifacts.manifest: /inv/m.yaml does not exist: give the pinned manifest the artifacts were exported with (`artifacts export` writes OUTDIR/pinned.yaml)"
+        ]
+    );
+    assert_eq!(
+        problems(&format!(
+            "cluster: {{name: c1}}\nartifacts: {{manifest: m.yaml}}\n{hosts}"
+        )),
+        [
+            "inv.yaml:2:13: artifacts.url: missing: name the web server (http://repo.example/director-boot/), directory or bundle file `init` fetches the pinned components from"
+        ]
     );
 }

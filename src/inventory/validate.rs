@@ -12,8 +12,8 @@ use super::problems::{Problems, join};
 use super::raw::*;
 use super::tree::{Mark, shorten};
 use super::{
-    ControlPlaneEndpoint, EndpointHost, Host, Inventory, Network, Overlay, Role, SshEndpoint,
-    SshSettings,
+    ArtifactsSource, ControlPlaneEndpoint, EndpointHost, Host, Inventory, Network, Overlay, Role,
+    SshEndpoint, SshSettings,
 };
 
 pub const DEFAULT_USER: &str = "root";
@@ -98,6 +98,11 @@ pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> 
         .filter_map(|h| host(h, &raw.defaults, &default_key, dirs, p))
         .collect();
 
+    let artifacts = raw
+        .artifacts
+        .as_ref()
+        .and_then(|a| check_artifacts(a, dirs, p));
+
     if p.list.len() > before {
         return None;
     }
@@ -106,11 +111,58 @@ pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> 
         cluster_name: raw.cluster_name.as_ref()?.value.clone(),
         control_plane_endpoint,
         audit: raw.audit.clone(),
+        artifacts,
         ssh,
         network,
         hosts,
         warnings,
     })
+}
+
+/// `artifacts.url` and `artifacts.manifest`: paths are taken from the inventory's directory;
+/// a path must exist (a URL is only reachable at fetch time).
+fn check_artifacts(a: &RawArtifacts, dirs: &Dirs, p: &mut Problems) -> Option<ArtifactsSource> {
+    let local = |s: &Spanned<String>, field: &str, what: &str, p: &mut Problems| match expand(
+        &s.value,
+        &dirs.base,
+        dirs.home.as_deref(),
+    ) {
+        Ok(path) if path.exists() => Some(path),
+        Ok(path) => {
+            p.add(
+                Some(s.mark),
+                field,
+                format!("{} does not exist: {what}", path.display()),
+            );
+            None
+        }
+        Err(why) => {
+            p.add(Some(s.mark), field, why);
+            None
+        }
+    };
+    let url = if a.url.value.starts_with("http://") || a.url.value.starts_with("https://") {
+        a.url.value.clone()
+    } else {
+        local(
+            &a.url,
+            "artifacts.url",
+            "give an http(s) URL, or a directory in the upstream layout or a bundle file (`director-boot artifacts export|bundle`)",
+            p,
+        )?
+        .to_string_lossy()
+        .into_owned()
+    };
+    let manifest = match &a.manifest {
+        Some(m) => Some(local(
+            m,
+            "artifacts.manifest",
+            "give the pinned manifest the artifacts were exported with (`artifacts export` writes OUTDIR/pinned.yaml)",
+            p,
+        )?),
+        None => None,
+    };
+    Some(ArtifactsSource { url, manifest })
 }
 
 /// Kubernetes node and cluster names end up in DNS; a label is the safe common ground.

@@ -830,6 +830,7 @@ fn spec_from_inventory() {
         cluster_name: "bigdata".into(),
         control_plane_endpoint: None,
         audit: Default::default(),
+        artifacts: None,
         ssh: SshSettings {
             known_hosts: None,
             bastion: None,
