@@ -130,15 +130,16 @@ fn existing_state(paths: &Paths, inv: &Inventory) -> anyhow::Result<ClusterState
     Ok(state)
 }
 
+/// How a run reports: (dry run, --json, verbose).
+type Flags = (bool, bool, bool);
+
 fn new_run(
     inv: Inventory,
     state: ClusterState,
     paths: &Paths,
     fleet: &FleetOptions,
     artifacts: Artifacts,
-    dry_run: bool,
-    json: bool,
-    verbose: bool,
+    (dry_run, json, verbose): Flags,
 ) -> anyhow::Result<Run> {
     let ssh = ssh_config(paths, &inv, fleet)?;
     state
@@ -203,9 +204,7 @@ pub async fn run_backup(paths: &Paths, req: BackupRequest) -> anyhow::Result<Exi
         paths,
         &req.fleet,
         Artifacts::none(),
-        req.dry_run,
-        req.json,
-        req.verbose,
+        (req.dry_run, req.json, req.verbose),
     )?;
     let taken = Rc::new(RefCell::new(None));
     let written = Rc::new(RefCell::new(None));
@@ -245,9 +244,7 @@ pub async fn run_restore(paths: &Paths, req: RestoreRequest) -> anyhow::Result<E
         paths,
         &req.fleet,
         artifacts,
-        req.dry_run,
-        req.json,
-        req.verbose,
+        (req.dry_run, req.json, req.verbose),
     )?;
     let opened = Rc::new(RefCell::new(None));
     let mut list = restore_phases(req.file, &opened);

@@ -313,12 +313,10 @@ impl Phase for RestoreEtcd {
                     "{e}; restore needs etcdutl (etcdctl 3.6 cannot restore a snapshot): rebuild the mirror with scripts/build-mirror.sh, which adds it"
                 )
             })?;
-            let o = opened(&self.opened)?;
-            let snapshot = o
+            let snapshot = opened(&self.opened)?
                 .snapshot()
                 .ok_or_else(|| anyhow::anyhow!("the backup has no etcd snapshot"))?
                 .to_path_buf();
-            drop(o);
             let snapshot = &snapshot;
             let hosts = self.hosts(st);
             let names: Vec<String> = hosts.iter().map(|n| n.name().to_string()).collect();
