@@ -352,6 +352,30 @@ fn backup_restore_and_certificate_renewal() {
         remote.contains(&local(&format!("etcd/server-{etcd_name}.crt"))),
         "{remote}"
     );
+    // one named certificate: only the units that use it restart
+    let worker = &nodes.last().expect("a node").0;
+    let one = format!("kubelet-{worker}-serving");
+    let out = c.lab.with_inventory(&["--json", "certs", "renew"], &[&one]);
+    assert!(out.status.success(), "certs renew {one}: {}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let restarted: Vec<String> = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["change"].as_str())
+        .filter(|c| c.starts_with("restarted"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(restarted, ["restarted kubelet"], "{}", report["changes"]);
+    let hosts: Vec<&str> = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["host"].as_str())
+        .filter(|h| *h != "local")
+        .collect();
+    assert!(hosts.iter().all(|h| h == worker), "{hosts:?}");
+
     // the cluster keeps working: nodes Ready, a new pod runs
     c.wait_for(&["get", "nodes", "-o", READY], 120, all_ready(&nodes));
     apply(
