@@ -6,7 +6,7 @@
 #
 #   ${DIRECTOR_BOOT_MIRROR_DIR:-${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/mirror}/
 #     bin/       kube-apiserver kube-controller-manager kube-scheduler kubelet
-#                kube-proxy kubectl crictl coredns etcd etcdctl containerd
+#                kube-proxy kubectl crictl coredns etcd etcdctl etcdutl containerd
 #                containerd-shim-runc-v2 ctr runc
 #     cni/       CNI plugins (bridge, host-local, loopback, portmap, ...)
 #     images/    pause.tar coredns.tar busybox.tar kube-network-policies.tar (OCI archives for
@@ -30,7 +30,7 @@ readonly CRICTL_VERSION=v1.36.0   # sigs.k8s.io/cri-tools
 readonly COREDNS_VERSION=v1.14.7  # github.com/coredns/coredns
 readonly PAUSE_TAG=3.10           # tag given to our own images/pause/pause.c
 # The versions of src/artifacts/pinned.yaml (kubespray's checksums.yml lists them).
-readonly ETCD_VERSION=v3.6.14         # go.etcd.io/etcd/{server,etcdctl}/v3
+readonly ETCD_VERSION=v3.6.14         # go.etcd.io/etcd/{server,etcdctl,etcdutl}/v3
 readonly CONTAINERD_VERSION=v2.3.4    # github.com/containerd/containerd/v2
 readonly RUNC_VERSION=v1.4.3          # github.com/opencontainers/runc (cgo, static libseccomp)
 readonly CNI_VERSION=v1.9.1           # github.com/containernetworking/plugins
@@ -44,6 +44,8 @@ IMAGE_CREATED=$(date -u -d "@${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)
 readonly IMAGE_CREATED
 # Only the busybox test image's content comes from Debian; nothing a host runs does.
 readonly DEB_PACKAGES=(busybox-static)
+# Outputs added after layout-2 mirrors existed: a warm mirror without one builds just it.
+readonly ADDED_OUTPUTS=(bin/etcdutl)
 readonly K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler
   kubelet kube-proxy kubectl)
 
@@ -131,6 +133,10 @@ file_stamp() { stat -c '%s %Y' "$1"; }
 mirror_is_current() {
   [[ -s $MIRROR/manifest.json && -s $MIRROR/pinned.yaml && -s $STAMPS ]] || return 1
   local fp rel size mtime sha
+  # Outputs added since a mirror of the same pins may have been built: built on their own.
+  for rel in "${ADDED_OUTPUTS[@]}"; do
+    grep -q "^$rel " "$STAMPS" || { log "new output: $rel"; return 1; }
+  done
   read -r _ fp <"$STAMPS"
   [[ $fp == "$(fingerprint)" ]] || { log "pins or sources changed"; return 1; }
   while read -r rel size mtime sha; do
@@ -334,8 +340,12 @@ etcd_artifacts() {
     go.etcd.io/etcd/server/v3=etcd
   go_module_build go.etcd.io/etcd/etcdctl/v3 "$v" 0 "netgo osusergo" "$ld" bin \
     go.etcd.io/etcd/etcdctl/v3=etcdctl
+  # etcdutl: offline snapshot restore (`director-boot restore`); etcdctl 3.6 has none.
+  go_module_build go.etcd.io/etcd/etcdutl/v3 "$v" 0 "netgo osusergo" "$ld" bin \
+    go.etcd.io/etcd/etcdutl/v3=etcdutl
   record etcd "$v" binary bin/etcd "go:go.etcd.io/etcd/server/v3@$v"
   record etcdctl "$v" binary bin/etcdctl "go:go.etcd.io/etcd/etcdctl/v3@$v"
+  record etcdutl "$v" binary bin/etcdutl "go:go.etcd.io/etcd/etcdutl/v3@$v"
 }
 
 containerd_artifacts() {
@@ -411,7 +421,7 @@ upstream_layout() {
   done
   upstream_tarball etcd "${ETCD_VERSION#v}" \
     "github.com/etcd-io/etcd/releases/download/$ETCD_VERSION/etcd-$ETCD_VERSION-linux-$ARCH.tar.gz" \
-    "etcd-$ETCD_VERSION-linux-$ARCH/" etcd=bin/etcd etcdctl=bin/etcdctl
+    "etcd-$ETCD_VERSION-linux-$ARCH/" etcd=bin/etcd etcdctl=bin/etcdctl etcdutl=bin/etcdutl
   upstream_tarball containerd "${CONTAINERD_VERSION#v}" \
     "github.com/containerd/containerd/releases/download/$CONTAINERD_VERSION/containerd-static-${CONTAINERD_VERSION#v}-linux-$ARCH.tar.gz" \
     "" bin/containerd=bin/containerd bin/containerd-shim-runc-v2=bin/containerd-shim-runc-v2 \

@@ -117,8 +117,51 @@ pub enum Command {
         #[command(subcommand)]
         command: OverlayCommand,
     },
-    /// List the cluster's certificates and when they expire.
-    Certs { inventory: PathBuf },
+    /// The cluster's certificates: list them and when they expire (warns within 30 days),
+    /// or `renew` leaves from the existing CAs.
+    Certs(CertsArgs),
+    /// Back up the cluster into ONE file (0600): an etcd snapshot taken through a healthy
+    /// member, and the cluster's state dir: the PKI with its CA keys, the Secrets encryption
+    /// key ring (encryption.json / encryption-config.yaml: without it the Secrets in the
+    /// snapshot cannot be read), pod subnets, admin kubeconfig. Every file is checksummed.
+    /// Keep it as safe as the CA keys themselves.
+    Backup {
+        inventory: PathBuf,
+        /// Where to write it (never overwritten); default
+        /// ./<cluster>-<UTC time>.backup.tar.gz.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Say what would be done; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+    /// Restore the cluster from a `backup` file: verify every checksum, put its state dir
+    /// back (PKI, Secrets encryption keys, subnets), stop the control plane and etcd on every
+    /// host, rebuild each member's data from the snapshot (etcdutl, new cluster token), start
+    /// etcd and the control plane, restart kubelets, wait for the nodes to be Ready.
+    /// Everything written after the backup is lost.
+    Restore {
+        inventory: PathBuf,
+        /// The backup file.
+        file: PathBuf,
+        /// Confirm: this replaces the cluster's whole etcd data.
+        #[arg(long)]
+        yes: bool,
+        /// Say what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Artifact mirror directory (etcdutl, and the etcd and control-plane binaries);
+        /// default: <cache>/mirror.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        /// Seconds to wait for every node to be Ready at the end.
+        #[arg(long, default_value_t = 300)]
+        ready_timeout: u64,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
     /// Secrets encryption at rest: rotate the key.
     Secrets {
         #[command(subcommand)]
@@ -228,6 +271,40 @@ pub enum Command {
     Lab {
         #[command(subcommand)]
         command: LabCommand,
+    },
+}
+
+/// `certs INVENTORY` lists; `certs renew INVENTORY ...` renews.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CertsArgs {
+    #[command(subcommand)]
+    pub command: Option<CertsCommand>,
+    /// The inventory whose certificates are listed.
+    pub inventory: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// List the certificates and when they expire (the default).
+    List { inventory: PathBuf },
+    /// Re-issue leaf certificates from the existing CAs (keys kept; CAs never change), stage
+    /// them, and restart only the units that use a renewed one (etcd and control planes one
+    /// host at a time). Without names or --all: only those expiring within 30 days.
+    /// kubelet client certificates also rotate on their own (through CSRs the controller
+    /// manager approves).
+    Renew {
+        inventory: PathBuf,
+        /// Every leaf certificate.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Certificates as `certs` lists them: apiserver, etcd/server-node1, kubelet-node2, ...
+        names: Vec<String>,
+        /// Say what would be re-issued and restarted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        ssh: SshArgs,
     },
 }
 

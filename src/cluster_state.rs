@@ -34,6 +34,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     }
 }
 
+/// Where `restore` records the etcd cluster token (see `ClusterState::etcd_token`).
+pub const ETCD_TOKEN_FILE: &str = "etcd-token";
+
 /// One cluster's state directory.
 #[derive(Debug, Clone)]
 pub struct ClusterState {
@@ -108,6 +111,26 @@ impl ClusterState {
         let path = self.admin_kubeconfig();
         write_private(&path, yaml.as_bytes())?;
         Ok(path)
+    }
+
+    /// The etcd cluster token of the data the members run: recorded by `restore` (which
+    /// starts etcd from a snapshot under a new token); `None` means the token `init` gives
+    /// (`<cluster>-etcd`).
+    pub fn etcd_token(&self) -> Result<Option<String>, StateError> {
+        let file = self.dir.join(ETCD_TOKEN_FILE);
+        match std::fs::read_to_string(&file) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&file)(e)),
+        }
+    }
+
+    pub fn save_etcd_token(&self, token: &str) -> Result<(), StateError> {
+        write_private(
+            &self.dir.join(ETCD_TOKEN_FILE),
+            format!("{token}\n").as_bytes(),
+        )
     }
 
     /// The PKI directory to work on: the real one, or for a dry run a copy of it.

@@ -7,6 +7,7 @@ use crate::paths::Paths;
 
 pub mod apps;
 pub mod artifacts;
+mod backup;
 mod catalog;
 mod certs;
 pub mod connect;
@@ -109,7 +110,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Overlay { command } => {
             overlay::run(&paths, command, json, cli.global.verbose > 0).await
         }
-        Command::Certs { inventory } => certs::run(&paths, &inventory, json),
+        Command::Certs(args) => certs::run(&paths, args, json, cli.global.verbose > 0).await,
+        Command::Backup {
+            inventory,
+            output,
+            dry_run,
+            ssh,
+        } => {
+            backup::backup(
+                &paths,
+                &inventory,
+                output,
+                dry_run,
+                &ssh,
+                json,
+                cli.global.verbose > 0,
+            )
+            .await
+        }
+        Command::Restore {
+            inventory,
+            file,
+            yes,
+            dry_run,
+            artifacts,
+            ready_timeout,
+            ssh,
+        } => {
+            backup::restore(
+                &paths,
+                backup::RestoreArgs {
+                    inventory: &inventory,
+                    file,
+                    yes,
+                    dry_run,
+                    artifacts,
+                    ready_timeout,
+                    ssh: &ssh,
+                    json,
+                    verbose: cli.global.verbose > 0,
+                },
+            )
+            .await
+        }
         Command::Secrets { command } => {
             secrets::run(&paths, command, json, cli.global.verbose > 0).await
         }

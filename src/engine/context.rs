@@ -120,6 +120,9 @@ pub struct ClusterContext {
     pub etcd_initial_cluster: String,
     /// `https://addr:2379,...` for the API server.
     pub etcd_endpoints: String,
+    /// etcd's --initial-cluster-token: `<name>-etcd`, or the one `restore` recorded in the
+    /// cluster state (set by the host plan).
+    pub etcd_token: String,
     pub overlay_vni: u32,
     pub overlay_port: u16,
     pub nodes: Vec<Peer>,
@@ -273,6 +276,7 @@ pub fn cluster(
             .map(|m| format!("https://{}:2379", url_host(m.address)))
             .collect::<Vec<_>>()
             .join(","),
+        etcd_token: format!("{}-etcd", inv.cluster_name),
         control_plane,
         etcd,
         overlay_vni: inv.network.overlay.vni,

@@ -93,6 +93,7 @@ fn fixture_cluster() -> ClusterContext {
         etcd: vec![member(0)],
         etcd_initial_cluster: "node1=https://192.168.56.11:2380".into(),
         etcd_endpoints: "https://192.168.56.11:2379".into(),
+        etcd_token: format!("{CLUSTER}-etcd"),
         overlay_vni: 4242,
         overlay_port: OVERLAY_PORT,
         nodes,

@@ -6,6 +6,7 @@ pub mod action;
 pub mod addons;
 pub mod apply;
 pub mod artifacts;
+pub mod backup_archive;
 pub mod context;
 pub mod endpoint;
 #[cfg(test)]

@@ -63,6 +63,11 @@ pub enum PkiError {
         source: rcgen::Error,
     },
 
+    #[error(
+        "{name}: no such leaf certificate in this cluster's PKI; leaves are: {known} (CAs are never re-issued)"
+    )]
+    UnknownLeaf { name: String, known: String },
+
     #[error("cannot render kubeconfig: {0}")]
     Kubeconfig(String),
 }

@@ -157,6 +157,50 @@ pub fn ensure(dir: &Path, spec: &PkiSpec) -> std::result::Result<Report, PkiErro
     ensure_at(dir, spec, OffsetDateTime::now_utc())
 }
 
+/// Which leaves [`renew`] re-issues besides what [`ensure`] would anyway (missing, wrong,
+/// expiring within [`RENEW_BEFORE_DAYS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Renew {
+    /// Only what is due: [`ensure`]'s rules.
+    #[default]
+    Due,
+    /// Every leaf of the spec.
+    All,
+    /// These leaves (stems as [`list`] names them, e.g. `apiserver`, `etcd/server-node1`).
+    Named(BTreeSet<String>),
+}
+
+impl Renew {
+    fn forces(&self, stem: &str) -> bool {
+        match self {
+            Renew::Due => false,
+            Renew::All => true,
+            Renew::Named(names) => names.contains(stem),
+        }
+    }
+}
+
+/// The stems of every leaf certificate `spec` has (what [`Renew::Named`] may name).
+pub fn leaf_names(spec: &PkiSpec) -> std::result::Result<Vec<String>, PkiError> {
+    Ok(spec.leaves()?.into_iter().map(|l| l.stem).collect())
+}
+
+/// [`ensure`], re-issuing `which` leaves from the existing CAs (keys kept) even when they are
+/// fine. CAs are never touched. A name that is not a leaf of `spec` is an error, before
+/// anything is written.
+pub fn renew(dir: &Path, spec: &PkiSpec, which: &Renew) -> std::result::Result<Report, PkiError> {
+    if let Renew::Named(names) = which {
+        let known = leaf_names(spec)?;
+        if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
+            return Err(PkiError::UnknownLeaf {
+                name: bad.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
+    ensure_with(dir, spec, OffsetDateTime::now_utc(), which)
+}
+
 /// Every `*.crt` under `dir` (recursively), sorted by name.
 pub fn list(dir: &Path) -> std::result::Result<Vec<CertInfo>, PkiError> {
     let now = OffsetDateTime::now_utc();
@@ -230,6 +274,7 @@ struct Run<'a> {
     dir: &'a Path,
     now: OffsetDateTime,
     report: Report,
+    renew: &'a Renew,
 }
 
 impl Run<'_> {
@@ -265,12 +310,22 @@ impl Run<'_> {
 }
 
 pub(crate) fn ensure_at(dir: &Path, spec: &PkiSpec, now: OffsetDateTime) -> Result<Report> {
+    ensure_with(dir, spec, now, &Renew::Due)
+}
+
+pub(crate) fn ensure_with(
+    dir: &Path,
+    spec: &PkiSpec,
+    now: OffsetDateTime,
+    renew: &Renew,
+) -> Result<Report> {
     spec.validate()?;
     let leaves = spec.leaves()?;
     let mut run = Run {
         dir,
         now,
         report: Report::default(),
+        renew,
     };
     for d in [dir.to_path_buf(), dir.join("etcd")] {
         if let Some(fixed) = ensure_private_dir(&d)? {
@@ -382,6 +437,9 @@ fn leaf_problems(
     ca: &CaState,
 ) -> Vec<String> {
     let mut why = Vec::new();
+    if run.renew.forces(&plan.stem) {
+        why.push("renewal requested".to_string());
+    }
     match key {
         None => why.push("its private key is missing".to_string()),
         Some(k) if public_key_bits(k) != cert.public_key.as_slice() => {

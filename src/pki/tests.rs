@@ -861,3 +861,50 @@ fn spec_from_inventory() {
     assert_eq!(s.cluster_domain, "cluster.local");
     s.validate().unwrap();
 }
+
+#[test]
+fn renew_reissues_the_named_or_every_leaf_from_the_same_cas() {
+    let (_tmp, dir, _) = setup();
+    let before = snapshot(&dir);
+    let leaves = spec3().leaves().unwrap();
+
+    // Nothing due: Renew::Due changes nothing.
+    assert!(!renew(&dir, &spec3(), &Renew::Due).unwrap().changed());
+
+    // One named leaf: only its certificate changes.
+    let one: BTreeSet<String> = ["etcd/server-node2".to_string()].into_iter().collect();
+    let old = parsed(&dir, "etcd/server-node2");
+    let report = renew(&dir, &spec3(), &Renew::Named(one)).unwrap();
+    assert_eq!(report.renewed.len(), 1, "{report}");
+    assert!(report.renewed[0].reason.contains("renewal requested"));
+    let mid = snapshot(&dir);
+    assert_eq!(
+        changed_files(&before, &mid),
+        [PathBuf::from("etcd/server-node2.crt")]
+            .into_iter()
+            .collect()
+    );
+    let new = parsed(&dir, "etcd/server-node2");
+    assert_ne!(new.serial, old.serial);
+    assert!(signed_by(&new, &parsed(&dir, "etcd/ca")));
+
+    // All: every leaf certificate, no CA, no key.
+    let report = renew(&dir, &spec3(), &Renew::All).unwrap();
+    assert_eq!(report.renewed.len(), leaves.len(), "{report}");
+    let want: BTreeSet<PathBuf> = leaves
+        .iter()
+        .map(|l| PathBuf::from(layout::cert_file(&l.stem)))
+        .collect();
+    assert_eq!(changed_files(&mid, &snapshot(&dir)), want);
+
+    // A CA or an unknown name is refused before anything is written.
+    let at = snapshot(&dir);
+    for bad in ["ca", "etcd/ca", "kubelet-node9"] {
+        let names: BTreeSet<String> = [bad.to_string()].into_iter().collect();
+        let err = renew(&dir, &spec3(), &Renew::Named(names))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(bad) && err.contains("no such leaf"), "{err}");
+    }
+    assert!(changed_files(&at, &snapshot(&dir)).is_empty());
+}

@@ -4,5 +4,7 @@
 //! over the control planes. Day-2 actions (upgrade, remove-node, backup) are further
 //! lists over the same phases.
 
+pub mod backup;
+pub mod certs_renew;
 pub mod init;
 pub mod secrets_rotate;

@@ -17,12 +17,15 @@ impl Phase for HostPlan {
     fn run<'a>(&'a self, run: &'a mut Run) -> PhaseFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let Run { runner, s } = run;
-            let cluster = context::cluster(
+            let mut cluster = context::cluster(
                 &s.inv,
                 &s.subnets,
                 &s.artifacts.kubernetes_version,
                 s.artifacts.images(),
             )?;
+            if let Some(token) = s.state.etcd_token()? {
+                cluster.etcd_token = token;
+            }
             for n in &s.nodes {
                 match context::node(&s.inv, &cluster, &n.host, &n.facts) {
                     Ok(c) => {

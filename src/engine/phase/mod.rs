@@ -7,12 +7,15 @@
 pub mod addons;
 pub mod admin_kubeconfig;
 pub mod artifacts;
+pub mod backup;
+pub mod certs;
 pub mod component;
 pub mod connect;
 pub mod encryption;
 pub mod host_plan;
 pub mod pki;
 pub mod preflight;
+pub mod restore;
 pub mod subnets;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -9,7 +9,7 @@ use crate::pki::encryption::KeyRing;
 
 pub struct Pki;
 
-fn spec(inv: &Inventory) -> pki::PkiSpec {
+pub fn spec(inv: &Inventory) -> pki::PkiSpec {
     let members = |role: HostRole| -> Vec<pki::Member> {
         inv.hosts_with(role)
             .map(|h| pki::Member::new(h.name.clone(), h.ssh.address))
