@@ -22,6 +22,7 @@ mod overlay;
 mod probe;
 mod reset;
 mod secrets;
+mod upgrade;
 mod validate;
 
 pub fn init_tracing(verbose: u8) {
@@ -110,6 +111,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             overlay::run(&paths, command, json, cli.global.verbose > 0).await
         }
         Command::Certs { inventory } => certs::run(&paths, &inventory, json),
+        Command::Upgrade {
+            inventory,
+            to,
+            batch,
+            drain_timeout,
+            dry_run,
+            artifacts,
+            ssh,
+        } => {
+            upgrade::run(
+                &paths,
+                upgrade::UpgradeArgs {
+                    inventory: &inventory,
+                    to,
+                    batch,
+                    drain_timeout,
+                    dry_run,
+                    artifacts,
+                    ssh: &ssh,
+                    json,
+                    verbose: cli.global.verbose > 0,
+                },
+            )
+            .await
+        }
         Command::Secrets { command } => {
             secrets::run(&paths, command, json, cli.global.verbose > 0).await
         }

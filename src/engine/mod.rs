@@ -22,3 +22,4 @@ pub mod reset;
 pub mod role;
 pub mod runner;
 pub mod subnets;
+pub mod upgrade;

@@ -6,3 +6,4 @@
 
 pub mod init;
 pub mod secrets_rotate;
+pub mod upgrade;

@@ -14,6 +14,7 @@ pub mod host_plan;
 pub mod pki;
 pub mod preflight;
 pub mod subnets;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 
