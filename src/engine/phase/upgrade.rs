@@ -661,6 +661,46 @@ pub fn unfinished(sh: &Shared) -> BTreeSet<String> {
 mod tests {
     use super::*;
 
+    fn shared(installed: &[(&str, &str, &str)]) -> Shared {
+        let mut m: BTreeMap<String, BTreeMap<String, Version>> = BTreeMap::new();
+        for (h, c, v) in installed {
+            m.entry(h.to_string())
+                .or_default()
+                .insert(c.to_string(), v.parse().unwrap());
+        }
+        Shared {
+            target: "v1.37.2".parse().unwrap(),
+            batch: Batch::default(),
+            drain_timeout_secs: 300,
+            ready_timeout_secs: 300,
+            installed: m,
+            progress: Progress::default(),
+            kubectl_host: None,
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn a_node_at_the_target_is_skipped_unless_this_upgrade_left_it_cordoned() {
+        let mut sh = shared(&[
+            ("cp", API_SERVER, "v1.37.2"),
+            ("cp", KUBELET, "v1.37.2"),
+            ("cp", KUBE_PROXY, "v1.37.2"),
+            ("w1", KUBELET, "v1.37.2"),
+            ("w1", KUBE_PROXY, "v1.37.2"),
+            ("w2", KUBELET, "v1.36.3"),
+            ("w2", KUBE_PROXY, "v1.36.3"),
+        ]);
+        assert!(node_done(&sh, "cp"));
+        assert!(!node_done(&sh, "w2"));
+        assert!(anything_to_do(&sh));
+        assert_eq!(unfinished(&sh), BTreeSet::from(["w2".to_string()]));
+        sh.progress.cordoned.insert("w1".into());
+        assert!(!node_done(&sh, "w1"), "left cordoned: uncordon on resume");
+        let done = shared(&[("cp", API_SERVER, "v1.37.2"), ("cp", KUBELET, "v1.37.2")]);
+        assert!(!anything_to_do(&done));
+    }
+
     #[test]
     fn control_planes_go_alone_then_workers_in_batches() {
         let nodes = [
