@@ -398,7 +398,9 @@ async fn swap(s: &RunState, n: &Node, phases: &[&str]) -> anyhow::Result<Vec<Str
         .iter()
         .flat_map(|p| s.roles_in(n.name(), p))
         .collect();
-    let (mut changes, written) = stage_binaries(&s.artifacts, n, &roles).await?;
+    let (staged_lines, written) = stage_binaries(&s.artifacts, n, &roles).await?;
+    // A dry run stages nothing, so the roles below report the same binaries again.
+    let mut changes = if n.dry_run { Vec::new() } else { staged_lines };
     let base = s.env()?;
     let staged = BTreeMap::from([(n.name().to_string(), written)]);
     let env = Env {
@@ -418,6 +420,59 @@ async fn swap(s: &RunState, n: &Node, phases: &[&str]) -> anyhow::Result<Vec<Str
         changes.extend(o.changes);
     }
     Ok(changes)
+}
+
+/// The leader-elected controllers whose leadership a control-plane restart hands over.
+const LEASES: &str = "kube-controller-manager kube-scheduler";
+const LEASE_WAIT_SECS: u64 = 120;
+
+/// After a control plane's controllers restarted: wait until each leader lease is held by a
+/// live process again (its holder changed, or its holder renewed it since). Until the new
+/// controller-manager leads, EndpointSlices do not follow evictions: a node drained in that
+/// window would leave Services sending traffic to pods that are gone.
+async fn wait_controllers_lead(n: &Node) -> anyhow::Result<()> {
+    let k = Kubectl::on(n);
+    let query = format!(
+        "-n kube-system get lease {LEASES} -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.holderIdentity}} {{.spec.renewTime}}{{\"\\n\"}}{{end}}'"
+    );
+    let read = || async {
+        k.run(&query)
+            .await
+            .map(|o| {
+                o.stdout
+                    .lines()
+                    .filter_map(|l| {
+                        let mut w = l.split_whitespace();
+                        Some((w.next()?.to_string(), l.to_string()))
+                    })
+                    .collect::<BTreeMap<String, String>>()
+            })
+            .unwrap_or_default()
+    };
+    let first = read().await;
+    let deadline = Instant::now() + Duration::from_secs(LEASE_WAIT_SECS);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = read().await;
+        let waiting: Vec<&String> = first
+            .iter()
+            .filter(|(name, line)| now.get(*name) == Some(*line))
+            .map(|(name, _)| name)
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "no live leader for {} {LEASE_WAIT_SECS} s after the restart (lease not renewed)",
+                waiting
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
 }
 
 /// `etcd` and `control-plane`: the component's roles, one host at a time, stopping at the
@@ -448,9 +503,16 @@ impl Phase for Rolling {
             let component = self.component;
             let phases = [component];
             let phases = &phases[..];
+            let leases = component == CONTROL_PLANE;
             for n in hosts_in(st, component) {
                 runner
-                    .phase(component, vec![n], |n| swap(st, n, phases))
+                    .phase(component, vec![n], |n| async move {
+                        let changes = swap(st, n, phases).await?;
+                        if leases && !changes.is_empty() && !n.dry_run {
+                            wait_controllers_lead(n).await?;
+                        }
+                        Ok(changes)
+                    })
                     .await;
                 if runner.failed(n.name()) {
                     self.shared.borrow_mut().stopped =
