@@ -118,6 +118,16 @@ fn start_client() -> Client {
     }
 }
 
+/// The run's log (phase timings per host), from the path in its --json report.
+fn print_log(report: &serde_json::Value) {
+    if let Some(p) = report["log"].as_str() {
+        eprintln!(
+            "--- {p}\n{}---",
+            std::fs::read_to_string(p).unwrap_or_default()
+        );
+    }
+}
+
 const NODE_VERSIONS: &str = "jsonpath={range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion},{.status.conditions[?(@.type==\"Ready\")].status},{.spec.unschedulable} {end}";
 
 #[test]
@@ -251,6 +261,7 @@ fn rolling_upgrade_keeps_serving_and_resumes_after_a_lost_host() {
         !out.status.success(),
         "the upgrade must stop when node3 drops out: {report}"
     );
+    print_log(&report);
     let node3 = &report["hosts"]["node3"];
     assert_eq!(node3["state"], "failed", "{report}");
     let phase = node3["phase"].as_str().unwrap_or("");
@@ -283,6 +294,7 @@ fn rolling_upgrade_keeps_serving_and_resumes_after_a_lost_host() {
     let second = t1.elapsed();
     let report: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    print_log(&report);
     assert!(out.status.success(), "the resumed upgrade failed: {report}");
     eprintln!("resumed run finished in {:.0} s", second.as_secs_f64());
 
