@@ -352,6 +352,50 @@ mod tests {
     }
 
     #[test]
+    fn init_keeps_the_recorded_version_and_waits_for_an_unfinished_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = dir.path().join("mirror");
+        std::fs::create_dir_all(&mirror).unwrap();
+        let manifest = serde_json::json!({
+            "kubernetes_version": "v1.36.3",
+            "artifacts": [
+                {"name": "kubelet", "version": "v1.36.3", "kind": "binary", "path": "bin/kubelet", "sha256": "00", "size": 1}
+            ],
+            "kubernetes_versions": [{"version": "v1.37.2", "artifacts": [
+                {"name": "kubelet", "version": "v1.37.2", "kind": "binary", "path": "versions/v1.37.2/bin/kubelet", "sha256": "11", "size": 1}
+            ]}]
+        });
+        std::fs::write(mirror.join("manifest.json"), manifest.to_string()).unwrap();
+        let open = || crate::engine::artifacts::Artifacts::open(&mirror).unwrap();
+        let paths = crate::paths::Paths {
+            state: dir.path().join("state"),
+            cache: dir.path().join("cache"),
+        };
+        let st = ClusterState::new(&paths, "c");
+        st.create().unwrap();
+        // a new cluster: the mirror's default
+        let mut a = open();
+        init_version(&st, &mut a).unwrap();
+        assert_eq!(a.kubernetes_version, "v1.36.3");
+        // upgraded: the recorded version, never the older default
+        st.save_kubernetes_version("v1.37.2").unwrap();
+        let mut a = open();
+        init_version(&st, &mut a).unwrap();
+        assert_eq!(a.get("kubelet", "kubelet").unwrap().sha256, "11");
+        st.save_kubernetes_version("v1.38.1").unwrap();
+        let e = init_version(&st, &mut open()).unwrap_err().to_string();
+        assert!(e.contains("the cluster runs Kubernetes v1.38.1"), "{e}");
+        // an upgrade under way: init refuses
+        st.save_upgrade_progress(&Progress {
+            to: "v1.37.2".into(),
+            ..Progress::default()
+        })
+        .unwrap();
+        let e = init_version(&st, &mut open()).unwrap_err().to_string();
+        assert!(e.contains("an upgrade to v1.37.2 is in progress"), "{e}");
+    }
+
+    #[test]
     fn state_records_version_and_progress() {
         let dir = tempfile::tempdir().unwrap();
         let paths = crate::paths::Paths {
