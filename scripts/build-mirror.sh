@@ -14,6 +14,10 @@
 #     upstream/  the same binaries in the upstream release layout (kube binaries
 #                one file each, etcd/containerd/CNI/crictl tarballs, runc.ARCH),
 #                as `director-boot artifacts export` serves them
+#     versions/VERSION/bin/
+#                the kube binaries of each upgrade target (K8S_UPGRADE_VERSIONS: further
+#                Kubernetes versions for `director-boot upgrade --to`); the rest of the
+#                mirror (etcd, containerd, CNI, images) serves every version
 #     pinned.yaml    pinned component manifest (src/artifacts/pinned.yaml's
 #                format) with the sha256 of what this build made, for
 #                `director-boot artifacts fetch --manifest`
@@ -25,7 +29,11 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 # ---- pins -------------------------------------------------------------------
-readonly K8S_VERSION=v1.36.3      # k8s.io/kubernetes (Go module proxy)
+readonly K8S_VERSION=v1.36.3      # k8s.io/kubernetes (Go module proxy): what `init` installs
+# Upgrade targets: further k8s.io/kubernetes versions whose kube binaries (K8S_COMMANDS) the
+# mirror also holds, under versions/VERSION/bin/, each added as a whole (a new directory renamed
+# into place: nothing already in the mirror changes). --no-upgrade-targets leaves them out.
+K8S_UPGRADE_VERSIONS=(v1.37.2)
 readonly CRICTL_VERSION=v1.36.0   # sigs.k8s.io/cri-tools
 readonly COREDNS_VERSION=v1.14.7  # github.com/coredns/coredns
 readonly PAUSE_TAG=3.10           # tag given to our own images/pause/pause.c
@@ -81,8 +89,9 @@ die() { log "ERROR: $*"; exit 1; }
 
 usage() {
   cat <<EOF
-usage: $0 [--verify] [--help]
-  --verify   re-hash every artifact (sha256) instead of the size+mtime stamp
+usage: $0 [--verify] [--no-upgrade-targets] [--help]
+  --verify               re-hash every artifact (sha256) instead of the size+mtime stamp
+  --no-upgrade-targets   only $K8S_VERSION's kube binaries (not ${K8S_UPGRADE_VERSIONS[*]})
 env: DIRECTOR_BOOT_CACHE_DIR (default \$HOME/.cache/director-boot),
      DIRECTOR_BOOT_GOCACHE, DIRECTOR_BOOT_GOMODCACHE (default under the cache dir)
 EOF
@@ -92,6 +101,7 @@ parse_args() {
   while (($#)); do
     case $1 in
       --verify) VERIFY_FULL=1 ;;
+      --no-upgrade-targets) K8S_UPGRADE_VERSIONS=() ;;
       -h | --help) usage; exit 0 ;;
       *) usage >&2; exit 2 ;;
     esac
@@ -228,7 +238,7 @@ deb_binary() {
 
 # ---- Go builds ----------------------------------------------------------------
 k8s_ldflags() {
-  local v=$K8S_VERSION released=$1 minor pkg flags="-s -w"
+  local v=$1 released=$2 minor pkg flags="-s -w"
   minor=${v#v1.}; minor=${minor%%.*}
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
@@ -244,17 +254,17 @@ k8s_staging_modules() {
        r && $1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$1"
 }
 
-# Writes the generated module into $1; prints kubernetes' release time.
+# Writes the generated module for kubernetes $2 into $1; prints kubernetes' release time.
 write_k8s_module() {
-  local dir=$1 json gomod staging_v mod
+  local dir=$1 version=$2 json gomod staging_v mod
   mkdir -p "$dir"
-  json=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION")
+  json=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$version")
   gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p' <<<"$json")
-  [[ -s $gomod ]] || die "no go.mod for k8s.io/kubernetes@$K8S_VERSION"
-  staging_v=v0.${K8S_VERSION#v1.}
+  [[ -s $gomod ]] || die "no go.mod for k8s.io/kubernetes@$version"
+  staging_v=v0.${version#v1.}
   {
     printf 'module director-boot.local/mirror/kubernetes\n\ngo 1.26\n\n'
-    printf 'require k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+    printf 'require k8s.io/kubernetes %s\n\nreplace (\n' "$version"
     for mod in $(k8s_staging_modules "$gomod"); do
       printf '\t%s => %s %s\n' "$mod" "$mod" "$staging_v"
     done
@@ -263,21 +273,67 @@ write_k8s_module() {
   sed -n 's/.*"Time": *"\([^"]*\)".*/\1/p' "${gomod%.mod}.info"
 }
 
+# k8s_build VERSION OUT-DIR: the kube binaries of kubernetes VERSION into OUT-DIR.
+k8s_build() {
+  local version=$1 out=$2 dir=$WORK/go-kubernetes-$1 released c pkgs=()
+  released=$(write_k8s_module "$dir" "$version")
+  log "building kubernetes $version (${K8S_COMMANDS[*]}); cold: several minutes"
+  for c in "${K8S_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  (cd "$dir" && go build -mod=mod -trimpath -tags providerless \
+    -ldflags "$(k8s_ldflags "$version" "$released")" -o "$out/" "${pkgs[@]}")
+}
+
 k8s_artifacts() {
-  local rels=() c dir=$WORK/go-kubernetes-$K8S_VERSION released out pkgs=()
+  local rels=() c out
   for c in "${K8S_COMMANDS[@]}"; do rels+=("bin/$c"); done
   if ! all_present "${rels[@]}"; then
-    released=$(write_k8s_module "$dir")
-    log "building kubernetes $K8S_VERSION (${K8S_COMMANDS[*]}); cold: several minutes"
     out=$(mktemp -d "$WORK/k8s-out.XXXXXX")
-    for c in "${K8S_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-    (cd "$dir" && go build -mod=mod -trimpath -tags providerless \
-      -ldflags "$(k8s_ldflags "$released")" -o "$out/" "${pkgs[@]}")
+    k8s_build "$K8S_VERSION" "$out"
     for c in "${K8S_COMMANDS[@]}"; do put_binary "$out/$c" "bin/$c"; done
     rm -rf "$out"
   fi
   for c in "${K8S_COMMANDS[@]}"; do
     record "$c" "$K8S_VERSION" binary "bin/$c" "go:k8s.io/kubernetes@$K8S_VERSION"
+  done
+}
+
+# ---- upgrade targets: versions/VERSION/bin/ ----------------------------------
+UPGRADE_ROWS=()   # "version<TAB>name<TAB>relpath" rows (manifest's kubernetes_versions)
+
+upgrade_targets_present() {
+  local v c
+  for v in "${K8S_UPGRADE_VERSIONS[@]}"; do
+    for c in "${K8S_COMMANDS[@]}"; do
+      [[ -s $MIRROR/versions/$v/bin/$c ]] || return 1
+    done
+  done
+}
+
+# A missing version is built into a hidden directory and renamed into place as a whole; a
+# version with a file missing (dropped as invalid) gets that file back, one atomic rename each.
+upgrade_artifacts() {
+  local v c out stage rels
+  for v in "${K8S_UPGRADE_VERSIONS[@]}"; do
+    [[ $v != "$K8S_VERSION" ]] || die "K8S_UPGRADE_VERSIONS lists the default $K8S_VERSION"
+    rels=()
+    for c in "${K8S_COMMANDS[@]}"; do rels+=("versions/$v/bin/$c"); done
+    if ! all_present "${rels[@]}"; then
+      out=$(mktemp -d "$WORK/k8s-out.XXXXXX")
+      k8s_build "$v" "$out"
+      if [[ ! -d $MIRROR/versions/$v ]]; then
+        stage=$MIRROR/versions/.$v.partial
+        rm -rf "$stage"
+        mkdir -p "$stage/bin"
+        for c in "${K8S_COMMANDS[@]}"; do install -m 0755 "$out/$c" "$stage/bin/$c"; done
+        mv "$stage" "$MIRROR/versions/$v"
+      else
+        for c in "${K8S_COMMANDS[@]}"; do put_binary "$out/$c" "versions/$v/bin/$c"; done
+      fi
+      rm -rf "$out"
+    fi
+    for c in "${K8S_COMMANDS[@]}"; do
+      UPGRADE_ROWS+=("$(printf '%s\t%s\t%s' "$v" "$c" "versions/$v/bin/$c")")
+    done
   done
 }
 
@@ -613,6 +669,33 @@ artifact_sha() {
   sha256sum <"$MIRROR/$rel" | cut -d' ' -f1
 }
 
+# The upgrade targets in manifest.json: "kubernetes_versions": [{"version", "artifacts"}] (a
+# key older readers ignore, so "artifacts" keeps naming each binary once).
+write_upgrade_versions() {
+  local v row rv name rel sha sep vsep=""
+  ((${#K8S_UPGRADE_VERSIONS[@]})) || return 0
+  printf ',\n  "kubernetes_versions": ['
+  for v in "${K8S_UPGRADE_VERSIONS[@]}"; do
+    printf '%s\n    {"version": "%s", "artifacts": [' "$vsep" "$v"
+    sep=""
+    for row in "${UPGRADE_ROWS[@]}"; do
+      IFS=$'\t' read -r rv name rel <<<"$row"
+      [[ $rv == "$v" ]] || continue
+      sha=$(artifact_sha "$rel")
+      printf '%s %s %s\n' "$rel" "$(file_stamp "$MIRROR/$rel")" "$sha" >>"$STAMPS.tmp"
+      printf '%s  %s\n' "$sha" "$rel" >>"$MIRROR/SHA256SUMS.tmp"
+      printf '%s\n      {"name": "%s", "version": "%s", "kind": "binary", "path": "%s", ' \
+        "$sep" "$name" "$v" "$rel"
+      printf '"sha256": "%s", "size": %s, "source": "go:k8s.io/kubernetes@%s", "linkage": "%s"}' \
+        "$sha" "$(stat -c %s "$MIRROR/$rel")" "$v" "$(linkage "$MIRROR/$rel")"
+      sep=","
+    done
+    printf '\n    ]}'
+    vsep=","
+  done
+  printf '\n  ]'
+}
+
 write_manifest() {
   local row name version kind rel src sha size sep="" extra
   [[ -f $STAMPS ]] && mv -f "$STAMPS" "$STAMPS.old"
@@ -640,7 +723,9 @@ write_manifest() {
         "$sha" "$size" "$src" "$extra"
       sep=","
     done
-    printf '\n  ]\n}\n'
+    printf '\n  ]'
+    write_upgrade_versions
+    printf '\n}\n'
   } >"$MIRROR/manifest.json.tmp"
   mv -f "$MIRROR/SHA256SUMS.tmp" "$MIRROR/SHA256SUMS"
   mv -f "$MIRROR/manifest.json.tmp" "$MIRROR/manifest.json"
@@ -652,8 +737,8 @@ main() {
   parse_args "$@"
   require_tools
   take_lock
-  if mirror_is_current && netpol_is_current; then
-    log "mirror up to date: $MIRROR (${#K8S_COMMANDS[@]} k8s binaries, $K8S_VERSION)"
+  if mirror_is_current && netpol_is_current && upgrade_targets_present; then
+    log "mirror up to date: $MIRROR (${#K8S_COMMANDS[@]} k8s binaries, $K8S_VERSION${K8S_UPGRADE_VERSIONS[*]:+; upgrade targets ${K8S_UPGRADE_VERSIONS[*]}})"
     return 0
   fi
   invalidate_stale
@@ -667,6 +752,8 @@ main() {
   step "cni plugins $CNI_VERSION" cni_artifacts
   step "images" image_artifacts
   step "kube-network-policies $KNP_VERSION" netpol_artifacts
+  ((${#K8S_UPGRADE_VERSIONS[@]} == 0)) ||
+    step "kubernetes upgrade targets ${K8S_UPGRADE_VERSIONS[*]}" upgrade_artifacts
   step "upstream layout" upstream_layout
   step "manifest.json" write_manifest
   step "pinned.yaml" write_pinned

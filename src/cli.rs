@@ -111,6 +111,29 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshArgs,
     },
+    /// Rolling upgrade to another Kubernetes version from the mirror: skew policy checked, etcd
+    /// backed up, control planes one at a time, then nodes in batches (cordon, drain, swap,
+    /// Ready, uncordon). Stops at the first failing host; a re-run resumes.
+    Upgrade {
+        inventory: PathBuf,
+        /// The version to go to (`v1.37.2`); the mirror must hold it.
+        #[arg(long, value_name = "VERSION")]
+        to: crate::engine::upgrade::Version,
+        /// Worker nodes at once: a number (2) or a percentage of the workers (25%).
+        #[arg(long, default_value = "1")]
+        batch: crate::engine::upgrade::Batch,
+        /// Seconds `kubectl drain` may take per node (PodDisruptionBudgets respected).
+        #[arg(long, default_value_t = 300)]
+        drain_timeout: u64,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Artifact mirror directory; default: <cache>/mirror.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
     /// The pod network on its own: lay it (`up`), inspect it (`status`), or give a host a
     /// stable address on it (`expose`).
     Overlay {

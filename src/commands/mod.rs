@@ -23,6 +23,7 @@ mod overlay;
 mod probe;
 mod reset;
 mod secrets;
+mod upgrade;
 mod validate;
 
 pub fn init_tracing(verbose: u8) {
@@ -146,6 +147,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     dry_run,
                     artifacts,
                     ready_timeout,
+                    ssh: &ssh,
+                    json,
+                    verbose: cli.global.verbose > 0,
+                },
+            )
+            .await
+        }
+        Command::Upgrade {
+            inventory,
+            to,
+            batch,
+            drain_timeout,
+            dry_run,
+            artifacts,
+            ssh,
+        } => {
+            upgrade::run(
+                &paths,
+                upgrade::UpgradeArgs {
+                    inventory: &inventory,
+                    to,
+                    batch,
+                    drain_timeout,
+                    dry_run,
+                    artifacts,
                     ssh: &ssh,
                     json,
                     verbose: cli.global.verbose > 0,

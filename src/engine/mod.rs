@@ -23,3 +23,4 @@ pub mod reset;
 pub mod role;
 pub mod runner;
 pub mod subnets;
+pub mod upgrade;

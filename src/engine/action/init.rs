@@ -91,7 +91,10 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
         .create()
         .with_context(|| format!("cannot create {}", state.dir().display()))?;
     let artifacts_dir = req.artifacts.unwrap_or_else(|| paths.cache.join("mirror"));
-    let artifacts = Artifacts::open(&artifacts_dir)?;
+    let mut artifacts = Artifacts::open(&artifacts_dir)?;
+    // The version the cluster runs (recorded by an earlier init or upgrade), never older.
+    crate::engine::upgrade::init_version(&state, &mut artifacts)?;
+    let version = artifacts.kubernetes_version.clone();
     let renderer = Renderer::new()?;
     let roles = render::roles()?;
     check_role_phases(&roles)?;
@@ -128,6 +131,10 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
         },
     };
     phase::run_all(&list, &mut run).await?;
+    let full = run.s.opts.only_components.is_none() && run.s.opts.only_hosts.is_none();
+    if full && !run.s.opts.dry_run && !run.runner.failed_any(&hosts) {
+        run.s.state.save_kubernetes_version(&version)?;
+    }
     Ok(run.runner.finish(req.command, &hosts))
 }
 

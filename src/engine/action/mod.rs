@@ -8,3 +8,4 @@ pub mod backup;
 pub mod certs_renew;
 pub mod init;
 pub mod secrets_rotate;
+pub mod upgrade;

@@ -17,6 +17,7 @@ pub mod pki;
 pub mod preflight;
 pub mod restore;
 pub mod subnets;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 
