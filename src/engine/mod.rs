@@ -8,6 +8,7 @@ pub mod apply;
 pub mod artifacts;
 pub mod context;
 pub mod endpoint;
+pub mod etcd_cluster;
 #[cfg(test)]
 mod golden_tests;
 pub mod image_archive;

@@ -5,4 +5,5 @@
 //! lists over the same phases.
 
 pub mod init;
+pub mod remove_node;
 pub mod secrets_rotate;

@@ -26,6 +26,7 @@ impl Phase for Component {
             .filter(|n| {
                 !s.roles_in(n.name(), self.name).is_empty()
                     || (self.loads_images
+                        && !s.limited_out(n.name())
                         && (n.host.has_role(HostRole::Worker)
                             || n.host.has_role(HostRole::ControlPlane)))
             })

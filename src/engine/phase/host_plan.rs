@@ -1,7 +1,7 @@
 //! The host plan (local, titled `facts` where a host fails it): what templates see (the
 //! cluster and each host, from the inventory, the facts and the subnets) and which component
 //! roles each host gets (its inventory roles, the roles' `when` conditions, the action's
-//! components, `--hosts`).
+//! components, `--limit`: hosts outside it get only the roles that list their peers).
 
 use super::{Phase, PhaseFuture, Run};
 use crate::engine::context;
@@ -35,12 +35,8 @@ impl Phase for HostPlan {
                 let Some(nc) = s.node_ctx.get(n.name()) else {
                     continue;
                 };
-                let left_out = s
-                    .opts
-                    .only_hosts
-                    .as_ref()
-                    .is_some_and(|only| !only.iter().any(|h| h == n.name()));
-                if left_out {
+                let left_out = s.limited_out(n.name());
+                if left_out && !s.opts.limit_peers {
                     continue;
                 }
                 let ctx = plan::tera_context(&cluster, nc);
@@ -50,6 +46,8 @@ impl Phase for HostPlan {
                         .opts
                         .only_components
                         .is_none_or(|p| p.contains(&r.phase.as_str()));
+                    let wanted =
+                        wanted && (!left_out || super::PEER_ROLES.contains(&r.name.as_str()));
                     if wanted && r.applies_to(&n.host.roles) && plan::applies(&s.renderer, r, &ctx)?
                     {
                         mine.push(r.clone());
