@@ -144,11 +144,15 @@ impl Phase for EtcdMembers {
                     continue;
                 }
                 let planned = run.s.host_roles.contains_key(&name)
+                    && !run.s.limited_out(&name)
                     && run.s.nodes.iter().any(|n| n.name() == name)
                     && !run.runner.failed(&name);
                 if !planned {
-                    // Left out of this run (--limit, unreachable): never started alone.
-                    run.s.host_roles.remove(&name);
+                    // Left out of this run (--limit, unreachable): joins in a later run, and
+                    // is never started on its own meanwhile.
+                    if let Some(roles) = run.s.host_roles.get_mut(&name) {
+                        roles.retain(|r| r.phase != "etcd");
+                    }
                     continue;
                 }
                 match join(run, &name, &url).await {
