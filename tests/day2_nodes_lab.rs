@@ -155,8 +155,9 @@ fn nodes_join_and_leave_an_ha_cluster() {
         &["--artifacts", &c.mirror.to_string_lossy(), "--dry-run"],
     );
     assert!(dry.status.success(), "dry run failed");
+    let text = format!("{}{}", stdout(&dry), stderr(&dry));
     assert!(
-        stdout(&dry).contains("etcd member add node3"),
+        text.contains("etcd member add node3"),
         "the dry run names the member add"
     );
     let (out, report) = timed("init adding node3 (etcd+cp) and node5 (worker)", || {
