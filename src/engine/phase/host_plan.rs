@@ -42,13 +42,9 @@ impl Phase for HostPlan {
                 let ctx = plan::tera_context(&cluster, nc);
                 let mut mine = Vec::new();
                 for r in &s.roles {
-                    let wanted = s
-                        .opts
-                        .only_components
-                        .is_none_or(|p| p.contains(&r.phase.as_str()));
-                    let wanted =
-                        wanted && (!left_out || super::PEER_ROLES.contains(&r.name.as_str()));
-                    if wanted && r.applies_to(&n.host.roles) && plan::applies(&s.renderer, r, &ctx)?
+                    if wanted(&s.opts, r, left_out)
+                        && r.applies_to(&n.host.roles)
+                        && plan::applies(&s.renderer, r, &ctx)?
                     {
                         mine.push(r.clone());
                     }
@@ -58,5 +54,55 @@ impl Phase for HostPlan {
             s.cluster = Some(cluster);
             Ok(())
         })
+    }
+}
+
+/// Whether this run wants a role at all: in the action's components, and for a host outside
+/// `--limit` only a role that lists its peers.
+fn wanted(
+    opts: &super::Options,
+    role: &crate::engine::role::ComponentRole,
+    left_out: bool,
+) -> bool {
+    opts.only_components
+        .is_none_or(|p| p.contains(&role.phase.as_str()))
+        && (!left_out || super::PEER_ROLES.contains(&role.name.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::phase::Options;
+
+    fn names(opts: &Options, left_out: bool) -> Vec<String> {
+        crate::engine::render::roles()
+            .unwrap()
+            .iter()
+            .filter(|r| wanted(opts, r, left_out))
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_host_outside_limit_only_learns_its_peers() {
+        let opts = Options {
+            only_hosts: Some(vec!["node5".into()]),
+            limit_peers: true,
+            ..Options::default()
+        };
+        assert_eq!(
+            names(&opts, true),
+            ["apiserver-lb", "apiserver-vip", "kube-apiserver", "overlay"]
+        );
+        let inside = names(&opts, false);
+        assert!(inside.contains(&"etcd".to_string()) && inside.contains(&"kubelet".to_string()));
+    }
+
+    #[test]
+    fn peer_roles_exist() {
+        let all = names(&Options::default(), false);
+        for r in crate::engine::phase::PEER_ROLES {
+            assert!(all.contains(&r.to_string()), "{r} is no role");
+        }
     }
 }
