@@ -2,6 +2,7 @@
 //! member before it first starts, remove one; and the quorum rule a removal must keep.
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -9,7 +10,7 @@ use crate::node::{Node, NodeError, shell_quote};
 
 /// etcdctl as root on an etcd host, against its own member, with the health-check client
 /// certificate the etcd role puts there (any client the etcd CA signed may manage members).
-const ETCDCTL: &str = "ETCDCTL_API=3 /usr/local/bin/etcdctl --endpoints=https://127.0.0.1:2379 \
+const ETCDCTL: &str = "/usr/local/bin/etcdctl --endpoints=https://127.0.0.1:2379 \
     --cacert=/etc/kubernetes/pki/etcd/ca.crt \
     --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
     --key=/etc/kubernetes/pki/etcd/healthcheck-client.key --command-timeout=10s";
@@ -186,20 +187,39 @@ pub async fn first_view<'n>(
     (None, errors)
 }
 
+/// A membership change, retried while etcd calls the cluster unhealthy: it refuses changes
+/// until every member it counts on has been connected for a few seconds (strict reconfig
+/// check), e.g. just after a member restarted.
+async fn reconfigure(n: &Node, command: &str) -> Result<(), NodeError> {
+    let deadline = Instant::now() + RECONFIG_WAIT;
+    loop {
+        match n.sudo_ok(command).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.to_string().contains("unhealthy cluster") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long a membership change waits for etcd to call the cluster healthy.
+const RECONFIG_WAIT: Duration = Duration::from_secs(60);
+
 pub async fn member_add(n: &Node, name: &str, peer: &str) -> Result<(), NodeError> {
-    n.sudo_ok(&format!(
-        "{ETCDCTL} member add {} --peer-urls={}",
-        shell_quote(name),
-        shell_quote(peer)
-    ))
+    reconfigure(
+        n,
+        &format!(
+            "{ETCDCTL} member add {} --peer-urls={}",
+            shell_quote(name),
+            shell_quote(peer)
+        ),
+    )
     .await
-    .map(|_| ())
 }
 
 pub async fn member_remove(n: &Node, id: u64) -> Result<(), NodeError> {
-    n.sudo_ok(&format!("{ETCDCTL} member remove {id:x}"))
-        .await
-        .map(|_| ())
+    reconfigure(n, &format!("{ETCDCTL} member remove {id:x}")).await
 }
 
 /// Does this host hold etcd data (a member that has started at least once)?
