@@ -1,6 +1,6 @@
 //! Issue 14, items 1 and 2, on one real HA lab (5 machines, the endpoint a VIP):
 //! - grow: init with an inventory of 3 (node1, node2: etcd + control plane; node4: worker),
-//!   then with all 5: node3 joins etcd (member add, `existing`) and the control plane, node5
+//!   then with all 5 and `--limit node3,node5` (a full init afterwards changes nothing): node3 joins etcd (member add, `existing`) and the control plane, node5
 //!   joins as a worker; etcd shows 3 healthy members, a pod runs on node5, and no existing
 //!   unit restarted except those that must learn the peers (API servers, API load balancers,
 //!   keepalived, the overlay);
@@ -165,12 +165,34 @@ fn nodes_join_and_leave_an_ha_cluster() {
         text.contains("etcd member add node3"),
         "the dry run names the member add"
     );
-    let (out, report) = timed("init adding node3 (etcd+cp) and node5 (worker)", || {
-        c.init(&[])
-    });
+    let (out, report) = timed(
+        "init --limit node3,node5 adding node3 (etcd+cp) and node5 (worker)",
+        || c.init(&["--limit", "node3,node5"]),
+    );
     assert!(out.status.success(), "init of 5 failed: {report}");
     let changes = report["changes"].to_string();
     assert!(changes.contains("etcd member add node3"), "{changes}");
+    // --limit touched the named hosts and only the peer roles elsewhere
+    for c in report["changes"].as_array().expect("changes") {
+        let (host, phase) = (
+            c["host"].as_str().unwrap_or(""),
+            c["phase"].as_str().unwrap_or(""),
+        );
+        if !["node3", "node5", "local"].contains(&host) {
+            assert!(
+                ["apiserver-lb", "control-plane", "overlay"].contains(&phase),
+                "--limit changed {host} in {phase}: {c}"
+            );
+        }
+    }
+    // ...and that was all: a full init now changes nothing
+    let (out, report) = c.init(&[]);
+    assert!(out.status.success(), "init after --limit failed: {report}");
+    assert_eq!(
+        report["changed"], 0,
+        "init after --limit changed: {}",
+        report["changes"]
+    );
     c.wait_for(&["get", "nodes", "-o", READY], 180, |t| {
         (1..=5).all(|i| t.contains(&format!("node{i}=True")))
     });
