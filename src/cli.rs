@@ -108,6 +108,11 @@ pub enum Command {
         /// Also add the admin credentials to ~/.kube/config as a named context.
         #[arg(long)]
         merge_kubeconfig: bool,
+        /// Only these hosts (comma-separated names), e.g. the ones just added to the
+        /// inventory; the others only converge what lists their peers (overlay routes, API
+        /// load balancer backends, the API servers' etcd list).
+        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+        limit: Vec<String>,
         #[command(flatten)]
         ssh: SshArgs,
     },
@@ -256,6 +261,26 @@ pub enum Command {
     },
     /// Deployed catalog apps: list, status, scale, delete.
     Apps(AppsArgs),
+    /// Take one node out of the cluster: cordon, drain (PodDisruptionBudgets respected), remove
+    /// its etcd member (refused when quorum would be lost), reset it if reachable, delete its
+    /// Node object, and converge the remaining hosts without it. Then delete it from the
+    /// inventory. Without --yes: show the plan, change nothing.
+    RemoveNode {
+        inventory: PathBuf,
+        /// The host's name in the inventory.
+        node: String,
+        /// Confirm: do it.
+        #[arg(long)]
+        yes: bool,
+        /// Seconds `kubectl drain` may take before the removal stops (nothing else changed).
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        drain_timeout: u64,
+        /// Artifact mirror directory; default: <cache>/mirror.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
     /// Remove everything init installed from the hosts (units, binaries, data, CNI, iptables, links).
     Reset {
         inventory: PathBuf,

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod hash;
 pub mod inventory;
 pub mod lab;
+pub mod membership;
 pub mod mux;
 pub mod netcheck;
 pub mod node;

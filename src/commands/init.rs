@@ -32,6 +32,25 @@ pub struct InitArgs<'a> {
 
 pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
     let inv = load_inventory(a.inventory)?;
+    if let Some(only) = &a.only_hosts {
+        let unknown: Vec<&str> = only
+            .iter()
+            .filter(|h| !inv.hosts.iter().any(|x| &x.name == *h))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            anyhow::bail!(
+                "--limit: {} not in {}; hosts are {}",
+                unknown.join(", "),
+                a.inventory.display(),
+                inv.hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     // A bundle file (`artifacts bundle`): unpacked and checked once into the cache, then used
     // as the mirror.
     let artifacts = match a.artifacts {
@@ -61,6 +80,8 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
                 merge_kubeconfig: a.merge_kubeconfig,
                 only_components: a.only_phases,
                 only_hosts: a.only_hosts,
+                // A full init's --limit: the other hosts learn the named ones.
+                limit_peers: a.only_phases.is_none(),
             },
             artifacts,
             fleet: a.ssh.fleet(),

@@ -21,6 +21,7 @@ mod lab;
 mod netcheck;
 mod overlay;
 mod probe;
+mod remove_node;
 mod reset;
 mod secrets;
 mod upgrade;
@@ -45,7 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_args(&cli.global);
     let json = cli.global.json;
     match cli.command {
-        Command::Validate { inventory } => validate::run(&inventory, json),
+        Command::Validate { inventory } => validate::run(&paths, &inventory, json),
         Command::Facts { inventory, ssh } => facts::run(&paths, &inventory, &ssh, json).await,
         Command::Exec {
             inventory,
@@ -88,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             artifacts,
             skip_preflight,
             merge_kubeconfig,
+            limit,
             ssh,
         } => {
             init::run(
@@ -102,7 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                     verbose: cli.global.verbose > 0,
                     only_phases: None,
-                    only_hosts: None,
+                    only_hosts: (!limit.is_empty()).then_some(limit),
                     command: "init",
                 },
             )
@@ -232,6 +234,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => deploy_app::run(&paths, &app, &spec, &kube.kube_args(), json).await,
         Command::Catalog { command } => catalog::run(command, json),
         Command::Apps(args) => apps::run(&paths, args, json, &deploy_app::rerender).await,
+        Command::RemoveNode {
+            inventory,
+            node,
+            yes,
+            drain_timeout,
+            artifacts,
+            ssh,
+        } => {
+            remove_node::run(
+                &paths,
+                remove_node::Args {
+                    inventory: &inventory,
+                    node,
+                    yes,
+                    drain_timeout,
+                    artifacts,
+                    ssh: &ssh,
+                    json,
+                    verbose: cli.global.verbose > 0,
+                },
+            )
+            .await
+        }
         Command::Reset {
             inventory,
             yes,

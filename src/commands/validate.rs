@@ -1,11 +1,30 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::cluster_state::ClusterState;
 use crate::inventory;
+use crate::membership;
+use crate::paths::Paths;
 
-pub fn run(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(paths: &Paths, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     match inventory::load(path) {
         Ok(inv) => {
+            // Nodes `remove-node` took out must leave the inventory.
+            let state = ClusterState::new(paths, &inv.cluster_name);
+            if let Err(e) = membership::check_inventory(&state, &inv, &path.display().to_string()) {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "valid": false,
+                            "problems": [{"field": "hosts", "message": format!("{e:#}")}],
+                        })
+                    );
+                } else {
+                    eprintln!("error: {e:#}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
             if json {
                 println!(
                     "{}",

@@ -162,6 +162,12 @@ pub struct NodeContext {
     pub peers: Vec<Peer>,
     pub kubelet_extra: serde_json::Value,
     pub containerd_extra: serde_json::Value,
+    /// This etcd member's `--initial-cluster` and `--initial-cluster-state`: the whole
+    /// cluster and `new` for a member bootstrapping it; the members of the day and `existing`
+    /// for one added later (set from the cluster state by the etcd-members phase, so a member's
+    /// unit never changes when another joins).
+    pub etcd_initial_cluster: String,
+    pub etcd_cluster_state: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -347,6 +353,8 @@ pub fn node(
             .collect(),
         kubelet_extra: to_json(&host.name, &host.kubelet_extra)?,
         containerd_extra: to_json(&host.name, &host.containerd_extra)?,
+        etcd_initial_cluster: cluster.etcd_initial_cluster.clone(),
+        etcd_cluster_state: crate::membership::STATE_NEW.to_string(),
     })
 }
 

@@ -36,9 +36,17 @@ pub fn interface_networks(ip_addr_output: &str) -> Vec<IpNet> {
         .collect()
 }
 
+/// Whether director-boot's VRRP unit runs on this host.
+pub async fn vrrp_running(node: &Node) -> bool {
+    node.sudo_ok("systemctl is-active --quiet director-apiserver-vip")
+        .await
+        .is_ok()
+}
+
 /// On a control plane: the VIP must be in its underlay subnet, and free unless our own VRRP
-/// unit on this host already runs (a re-run: then one of the control planes holds it).
-pub async fn vip_checks(node: &Node, vip: IpAddr) -> Vec<Check> {
+/// unit already runs here or on another control plane (`cluster_vrrp`: a re-run, or a control
+/// plane joining a running cluster; then one of the control planes holds it).
+pub async fn vip_checks(node: &Node, vip: IpAddr, cluster_vrrp: bool) -> Vec<Check> {
     let iface = &node.facts.interface;
     let q = crate::node::shell_quote(iface);
     let nets = match node.sudo_ok(&format!("ip -o addr show dev {q}")).await {
@@ -65,11 +73,7 @@ pub async fn vip_checks(node: &Node, vip: IpAddr) -> Vec<Check> {
         )),
     }
     // Ours already (re-run)? Then whoever answers is one of us.
-    let ours = node
-        .sudo_ok("systemctl is-active --quiet director-apiserver-vip")
-        .await
-        .is_ok();
-    if ours {
+    if cluster_vrrp || vrrp_running(node).await {
         return out;
     }
     let ping = if vip.is_ipv6() { "ping -6" } else { "ping" };

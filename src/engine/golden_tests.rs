@@ -154,6 +154,8 @@ fn fixture_node(cluster: &ClusterContext, i: usize, family: &str) -> NodeContext
             .collect(),
         kubelet_extra,
         containerd_extra,
+        etcd_initial_cluster: cluster.etcd_initial_cluster.clone(),
+        etcd_cluster_state: "new".into(),
     }
 }
 

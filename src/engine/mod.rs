@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod backup_archive;
 pub mod context;
 pub mod endpoint;
+pub mod etcd_cluster;
 #[cfg(test)]
 mod golden_tests;
 pub mod image_archive;

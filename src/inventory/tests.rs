@@ -1070,22 +1070,26 @@ hosts:
     assert_eq!(inv.hosts_with(Role::Worker).count(), 3);
 }
 
-bad!(
-    two_etcd_members,
-    r"
+/// An even etcd member count is allowed (it is the state between adding or removing members
+/// one at a time) but warned about.
+#[test]
+fn even_etcd_member_counts_are_warnings() {
+    let two = good(
+        r"
 cluster: {name: c1}
 hosts:
   - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
   - {name: n2, address: 192.168.1.2, roles: [etcd, worker]}
 ",
-    [
-        "inv.yaml:3:3: hosts: 2 etcd members need 2 for quorum and so tolerate no failure, like 1 member does: use 1 or 3 (remove `etcd` from one host's roles or add it to one more host)"
-    ]
-);
-
-bad!(
-    four_etcd_members,
-    r"
+    );
+    assert_eq!(
+        two.warnings,
+        [
+            "hosts: 2 etcd members need 2 for quorum and so tolerate no failure, like 1 member does: use 1 or 3 (remove `etcd` from one host's roles or add it to one more host)"
+        ]
+    );
+    let four = good(
+        r"
 cluster: {name: c1, control_plane_endpoint: 192.168.1.10}
 hosts:
   - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
@@ -1093,10 +1097,14 @@ hosts:
   - {name: n3, address: 192.168.1.3, roles: [etcd, control-plane, worker]}
   - {name: n4, address: 192.168.1.4, roles: [etcd, worker]}
 ",
-    [
-        "inv.yaml:3:3: hosts: 4 etcd members need 3 for quorum and so tolerate 1 failure, like 3 members do: use 3 or 5 (remove `etcd` from one host's roles or add it to one more host)"
-    ]
-);
+    );
+    assert_eq!(
+        four.warnings,
+        [
+            "hosts: 4 etcd members need 3 for quorum and so tolerate 1 failure, like 3 members do: use 3 or 5 (remove `etcd` from one host's roles or add it to one more host)"
+        ]
+    );
+}
 
 #[test]
 fn even_etcd_message_has_the_quorum_arithmetic() {

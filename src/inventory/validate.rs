@@ -60,7 +60,7 @@ fn or_default<T: Clone>(s: &Option<Spanned<T>>, default: T) -> (T, Option<Mark>)
 /// Check everything and build the inventory; `None` if any problem was added.
 pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> Option<Inventory> {
     let before = p.list.len();
-    let warnings = Vec::new();
+    let mut warnings = Vec::new();
 
     if let Some(name) = &raw.cluster_name
         && let Err(why) = dns_label(&name.value)
@@ -87,7 +87,7 @@ pub fn check(raw: &RawInventory, file: &Path, dirs: &Dirs, p: &mut Problems) -> 
     if let Some(list) = &raw.hosts {
         let default_port = or_default(&raw.defaults.port, DEFAULT_SSH_PORT).0;
         check_host_list(list, &network, &ssh, default_port, p);
-        check_control_planes(raw, &list.value, p);
+        check_control_planes(raw, &list.value, p, &mut warnings);
     }
     let control_plane_endpoint = raw
         .control_plane_endpoint
@@ -585,16 +585,21 @@ fn count(hosts: &[RawHost], role: Role) -> usize {
         .count()
 }
 
-/// What high availability asks of the role counts: an odd etcd quorum, and a shared endpoint
-/// once there is more than one control plane.
-fn check_control_planes(raw: &RawInventory, hosts: &[RawHost], p: &mut Problems) {
+/// What high availability asks of the role counts: a shared endpoint once there is more than
+/// one control plane; an odd etcd quorum is advised (a warning: an even count is the state
+/// between two day-2 steps, a member added or removed one at a time).
+fn check_control_planes(
+    raw: &RawInventory,
+    hosts: &[RawHost],
+    p: &mut Problems,
+    warnings: &mut Vec<String>,
+) {
     if hosts.is_empty() || hosts.iter().any(|h| h.roles.is_none()) {
         return;
     }
-    let list_mark = raw.hosts.as_ref().map(|l| l.mark);
     let etcd = count(hosts, Role::Etcd);
     if etcd > 1 && etcd.is_multiple_of(2) {
-        p.add(list_mark, "hosts", even_etcd_message(etcd));
+        warnings.push(format!("hosts: {}", even_etcd_message(etcd)));
     }
     let control_planes: Vec<IpAddr> = hosts
         .iter()

@@ -59,6 +59,9 @@ pub fn phases(only_components: Option<&[&str]>) -> Vec<Box<dyn Phase>> {
         if only_components.is_some_and(|only| !only.contains(&name)) {
             continue;
         }
+        if name == "etcd" {
+            list.push(Box::new(phase::etcd_members::EtcdMembers));
+        }
         list.push(Box::new(phase::component::Component {
             name,
             loads_images: name == "runtime",
@@ -90,6 +93,11 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
     state
         .create()
         .with_context(|| format!("cannot create {}", state.dir().display()))?;
+    // A node `remove-node` took out must leave the inventory before the cluster is converged.
+    crate::membership::check_inventory(&state, &inv, "the inventory")?;
+    if !req.opts.dry_run {
+        crate::membership::prune_removed(&state, &inv)?;
+    }
     let artifacts_dir = req.artifacts.unwrap_or_else(|| paths.cache.join("mirror"));
     let mut artifacts = Artifacts::open(&artifacts_dir)?;
     // The version the cluster runs (recorded by an earlier init or upgrade), never older.
@@ -174,6 +182,7 @@ mod tests {
                 "artifacts",
                 "node-prep",
                 "apiserver-lb",
+                "etcd-members",
                 "etcd",
                 "control-plane",
                 "runtime",

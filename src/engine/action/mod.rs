@@ -7,5 +7,6 @@
 pub mod backup;
 pub mod certs_renew;
 pub mod init;
+pub mod remove_node;
 pub mod secrets_rotate;
 pub mod upgrade;

@@ -15,6 +15,11 @@ impl Phase for Addons {
         PHASE
     }
 
+    /// Cluster-wide: not part of `init --limit`, which touches only the named hosts.
+    fn should_run(&self, s: &RunState) -> bool {
+        s.opts.only_hosts.is_none()
+    }
+
     /// The control-plane hosts; the phase runs on the first that has not failed.
     fn hosts<'s>(&self, s: &'s RunState) -> Vec<&'s Node> {
         s.nodes

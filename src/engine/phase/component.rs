@@ -9,6 +9,9 @@ use crate::engine::images;
 use crate::inventory::HostRole;
 use crate::node::Node;
 
+/// The component phase applied one host at a time once the cluster runs.
+const ROLLING: &str = "control-plane";
+
 pub struct Component {
     pub name: &'static str,
     /// Also load the staged image archives into containerd (the runtime phase of a full init:
@@ -26,6 +29,7 @@ impl Phase for Component {
             .filter(|n| {
                 !s.roles_in(n.name(), self.name).is_empty()
                     || (self.loads_images
+                        && !s.limited_out(n.name())
                         && (n.host.has_role(HostRole::Worker)
                             || n.host.has_role(HostRole::ControlPlane)))
             })
@@ -38,6 +42,12 @@ impl Phase for Component {
             let st = &*s;
             let env = st.env()?;
             let env = &env;
+            // On a running cluster the API servers change one at a time (each ready again
+            // before the next), so a peer joining or leaving never takes the whole API away.
+            let limit = runner.limit;
+            if self.name == ROLLING && st.state.admin_kubeconfig().exists() {
+                runner.limit = 1;
+            }
             runner
                 .phase(self.name, self.hosts(st), |n| async move {
                     let nc = st
@@ -61,6 +71,7 @@ impl Phase for Component {
                     Ok(changes)
                 })
                 .await;
+            runner.limit = limit;
             Ok(())
         })
     }

@@ -12,6 +12,7 @@ pub mod certs;
 pub mod component;
 pub mod connect;
 pub mod encryption;
+pub mod etcd_members;
 pub mod host_plan;
 pub mod pki;
 pub mod preflight;
@@ -46,7 +47,14 @@ pub struct Options {
     pub only_components: Option<&'static [&'static str]>,
     /// Only these hosts (the others are still connected: their facts feed the peers' routes).
     pub only_hosts: Option<Vec<String>>,
+    /// With `only_hosts` (`init --limit`): the other hosts still get the roles that list their
+    /// peers (`PEER_ROLES`), so they learn a new host.
+    pub limit_peers: bool,
 }
+
+/// The roles whose files list other hosts: what a host outside `init --limit` still converges
+/// (overlay routes, API load balancer backends, keepalived peers, the API servers' etcd list).
+pub const PEER_ROLES: &[&str] = &["overlay", "apiserver-lb", "apiserver-vip", "kube-apiserver"];
 
 /// Everything a run's phases read, and what they found so far.
 pub struct RunState {
@@ -99,6 +107,14 @@ impl RunState {
         self.nodes
             .iter()
             .filter(|n| self.host_roles.contains_key(n.name()))
+    }
+
+    /// A host outside `only_hosts` (it gets at most the peer roles).
+    pub fn limited_out(&self, host: &str) -> bool {
+        self.opts
+            .only_hosts
+            .as_ref()
+            .is_some_and(|only| !only.iter().any(|h| h == host))
     }
 
     /// The roles one host gets in one component phase.

@@ -54,6 +54,19 @@ impl Phase for Preflight {
                 _ => None,
             };
             let vip = endpoint.and_then(|e| e.vip());
+            // A control plane joining a running cluster finds the VIP held by another one.
+            let mut cluster_vrrp = false;
+            if vip.is_some() {
+                for n in hosts
+                    .iter()
+                    .filter(|n| n.host.has_role(HostRole::ControlPlane))
+                {
+                    if endpoint::vrrp_running(n).await {
+                        cluster_vrrp = true;
+                        break;
+                    }
+                }
+            }
             let mirror_arch = preflight::mirror_arch(&s.artifacts);
             let mirror_arch = mirror_arch.as_deref();
             let external = &external;
@@ -68,7 +81,7 @@ impl Phase for Preflight {
                     if n.host.has_role(HostRole::ControlPlane) {
                         checks.extend(external.clone());
                         if let Some(vip) = vip {
-                            checks.extend(endpoint::vip_checks(n, vip).await);
+                            checks.extend(endpoint::vip_checks(n, vip, cluster_vrrp).await);
                         }
                     }
                     preflight::skip(&mut checks, skip);
