@@ -22,7 +22,6 @@ use crate::cluster_state::ClusterState;
 use crate::engine::artifacts::Artifacts;
 use crate::engine::backup_archive::Written;
 use crate::engine::phase::{self, Options, Phase, Run, RunState, backup, restore};
-use crate::engine::render::{self, Renderer};
 use crate::engine::runner::Runner;
 use crate::fleet::{FleetOptions, ssh_config};
 use crate::inventory::{HostRole, Inventory};
@@ -157,8 +156,8 @@ fn new_run(
     }
     Ok(Run {
         runner,
-        s: RunState {
-            opts: Options {
+        s: RunState::new(
+            Options {
                 dry_run,
                 ..Options::default()
             },
@@ -166,17 +165,7 @@ fn new_run(
             state,
             ssh,
             artifacts,
-            renderer: Renderer::new()?,
-            roles: render::roles()?,
-            nodes: Vec::new(),
-            subnets: Default::default(),
-            pki: None,
-            encryption: None,
-            cluster: None,
-            node_ctx: Default::default(),
-            host_roles: Default::default(),
-            staged: Default::default(),
-        },
+        )?,
     })
 }
 

@@ -14,7 +14,6 @@ use anyhow::Context;
 use crate::cluster_state::ClusterState;
 use crate::engine::artifacts::Artifacts;
 use crate::engine::phase::{self, Options, Phase, Run, RunState, certs};
-use crate::engine::render::{self, Renderer};
 use crate::engine::runner::Runner;
 use crate::fleet::{FleetOptions, ssh_config};
 use crate::inventory::Inventory;
@@ -79,27 +78,11 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
     let hosts: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
     let mut run = Run {
         runner,
-        s: RunState {
-            opts: Options {
+        s: // Only certificate files are staged: no binary is compared or uploaded.
+            RunState::new(Options {
                 dry_run: req.dry_run,
                 ..Options::default()
-            },
-            inv,
-            state,
-            ssh,
-            // Only certificate files are staged: no binary is compared or uploaded.
-            artifacts: Artifacts::none(),
-            renderer: Renderer::new()?,
-            roles: render::roles()?,
-            nodes: Vec::new(),
-            subnets: Default::default(),
-            pki: None,
-            encryption: None,
-            cluster: None,
-            node_ctx: Default::default(),
-            host_roles: Default::default(),
-            staged: Default::default(),
-        },
+            }, inv, state, ssh, Artifacts::none())?,
     };
     let list = phases(req.which);
     // A host that cannot be reached would keep certificates the PKI no longer has: stop

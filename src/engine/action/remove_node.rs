@@ -27,7 +27,6 @@ use crate::engine::artifacts::Artifacts;
 use crate::engine::etcd_cluster::{self, RemovalRefused, View, check_removal};
 use crate::engine::kubectl::Kubectl;
 use crate::engine::phase::{self, Options, Phase, PhaseFuture, Run, RunState};
-use crate::engine::render::{self, Renderer};
 use crate::engine::runner::Runner;
 use crate::engine::{context, reset, subnets};
 use crate::fleet::{FleetOptions, ssh_config};
@@ -211,8 +210,8 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
         .collect();
     let mut run = Run {
         runner,
-        s: RunState {
-            opts: Options {
+        s: RunState::new(
+            Options {
                 only_components: Some(PEER_COMPONENTS),
                 ..Options::default()
             },
@@ -220,17 +219,7 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
             state,
             ssh,
             artifacts,
-            renderer: Renderer::new()?,
-            roles: render::roles()?,
-            nodes: Vec::new(),
-            subnets: Default::default(),
-            pki: None,
-            encryption: None,
-            cluster: None,
-            node_ctx: Default::default(),
-            host_roles: Default::default(),
-            staged: Default::default(),
-        },
+        )?,
     };
     let list = phases(&req.node, req.yes, req.drain_timeout_secs);
     phase::run_all(&list[..1], &mut run).await?;

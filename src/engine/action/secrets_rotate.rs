@@ -14,7 +14,6 @@ use crate::cluster_state::ClusterState;
 use crate::engine::artifacts::Artifacts;
 use crate::engine::phase::encryption::{BeginRotation, RewriteSecrets, StageKeys};
 use crate::engine::phase::{self, Options, Phase, Run, RunState};
-use crate::engine::render::{self, Renderer};
 use crate::engine::runner::Runner;
 use crate::fleet::{FleetOptions, ssh_config};
 use crate::inventory::{HostRole, Inventory};
@@ -84,26 +83,16 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
     let hosts: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
     let mut run = Run {
         runner,
-        s: RunState {
-            opts: Options {
+        s: RunState::new(
+            Options {
                 dry_run: req.dry_run,
                 ..Options::default()
             },
             inv,
             state,
             ssh,
-            artifacts: Artifacts::none(),
-            renderer: Renderer::new()?,
-            roles: render::roles()?,
-            nodes: Vec::new(),
-            subnets: Default::default(),
-            pki: None,
-            encryption: None,
-            cluster: None,
-            node_ctx: Default::default(),
-            host_roles: Default::default(),
-            staged: Default::default(),
-        },
+            Artifacts::none(),
+        )?,
     };
     // A control plane that cannot be reached would be left with the old keys: stop before
     // anything changes.

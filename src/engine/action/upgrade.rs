@@ -15,7 +15,6 @@ use crate::cluster_state::ClusterState;
 use crate::engine::artifacts::Artifacts;
 use crate::engine::phase::upgrade::{self as up, Shared, SharedRef};
 use crate::engine::phase::{self, Options, Phase, Run, RunState};
-use crate::engine::render::{self, Renderer};
 use crate::engine::runner::Runner;
 use crate::engine::upgrade::{Batch, Progress, Version};
 use crate::fleet::{FleetOptions, ssh_config};
@@ -116,8 +115,8 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
     }));
     let mut run = Run {
         runner,
-        s: RunState {
-            opts: Options {
+        s: RunState::new(
+            Options {
                 dry_run: req.dry_run,
                 ..Options::default()
             },
@@ -125,17 +124,7 @@ pub async fn run(paths: &Paths, req: Request) -> anyhow::Result<ExitCode> {
             state,
             ssh,
             artifacts,
-            renderer: Renderer::new()?,
-            roles: render::roles()?,
-            nodes: Vec::new(),
-            subnets: Default::default(),
-            pki: None,
-            encryption: None,
-            cluster: None,
-            node_ctx: Default::default(),
-            host_roles: Default::default(),
-            staged: Default::default(),
-        },
+        )?,
     };
     let list = phases(&shared);
     phase::run_all(&list, &mut run).await?;

@@ -83,6 +83,34 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// A run that has found nothing yet: the day-2 actions start here; `init` fills in the
+    /// renderer and roles it already loaded to check them.
+    pub fn new(
+        opts: Options,
+        inv: Inventory,
+        state: ClusterState,
+        ssh: SshConfig,
+        artifacts: Artifacts,
+    ) -> anyhow::Result<RunState> {
+        Ok(RunState {
+            opts,
+            inv,
+            state,
+            ssh,
+            artifacts,
+            renderer: Renderer::new()?,
+            roles: super::render::roles()?,
+            nodes: Vec::new(),
+            subnets: Default::default(),
+            pki: None,
+            encryption: None,
+            cluster: None,
+            node_ctx: Default::default(),
+            host_roles: Default::default(),
+            staged: Default::default(),
+        })
+    }
+
     /// What applying a role reads, once the host plan is made.
     pub fn env(&self) -> anyhow::Result<Env<'_>> {
         let cluster = self
