@@ -29,5 +29,7 @@ fi
 scripts/verify-mirror.sh
 # The Spark image (Debian + OpenJDK + pyspark/Jupyter from PyPI) for the apps lab test (cached).
 scripts/build-app-images.sh spark
-# Lab tests share one lab (fixed bridge and namespace names): one test thread.
-cargo test -- --test-threads=1
+# Every test target; the lab tests in two lanes, each its own lab slot (two labs side by side),
+# one test at a time inside a lane (scripts/lib/test-lanes.sh).
+source scripts/lib/test-lanes.sh
+run_test_lanes

@@ -23,6 +23,14 @@ pub fn lab_slot() -> u8 {
         .unwrap_or(0)
 }
 
+/// The lab's dir inside a state dir: `lab`, or `labN` in slot N.
+pub fn lab_dir_name() -> String {
+    match lab_slot() {
+        0 => "lab".into(),
+        n => format!("lab{n}"),
+    }
+}
+
 /// The lab's bridge.
 pub fn lab_bridge() -> String {
     format!("dblab{}", lab_slot())
@@ -113,18 +121,20 @@ impl Lab {
         let mut all = vec!["lab", "up"];
         all.extend_from_slice(args);
         let out = db(state.path(), &all);
+        let inventory = state.path().join(lab_dir_name()).join("inventory.yaml");
+        // The guard first: a failed check below still takes down whatever did come up.
+        let lab = Lab { state, inventory };
         assert!(out.status.success(), "lab up failed");
-        let inventory = state.path().join("lab/inventory.yaml");
         assert!(
-            inventory.exists(),
+            lab.inventory.exists(),
             "lab up wrote no inventory at {}",
-            inventory.display()
+            lab.inventory.display()
         );
-        Lab { state, inventory }
+        lab
     }
 
     pub fn dir(&self) -> PathBuf {
-        self.state.path().join("lab")
+        self.state.path().join(lab_dir_name())
     }
 
     /// Run director-boot; anything but a `lab` subcommand may contact lab addresses, so the
