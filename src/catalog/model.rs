@@ -161,8 +161,9 @@ const ROLE_SPEC_FIELDS: &[Field] = &[
     opt(
         "storage",
         &Shape::Object(&[
-            req("size", &Shape::Str),
+            opt("size", &Shape::Str),
             opt("storageClassName", &Shape::Str),
+            opt("emptyDir", &Shape::Bool),
         ]),
     ),
     opt("nodePorts", &Shape::Dict(&NODE_PORT)),
@@ -402,10 +403,19 @@ pub struct Resources {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Storage {
-    pub size: String,
+    /// The claim's size; default [`DEFAULT_STORAGE_SIZE`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// The claim's StorageClass; default: the cluster's default class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// `persistDirs` in an emptyDir (gone with the pod) instead of a claim.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub empty_dir: bool,
 }
+
+/// The size of a member's claim for `persistDirs` when the cluster spec names none.
+pub const DEFAULT_STORAGE_SIZE: &str = "1Gi";
 
 /// Where a Secret's value comes from.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -10,7 +10,7 @@ use tera::{Context, Tera};
 
 use super::check::{MEMBERSHIP_KEYS, MOUNT, resolve_port};
 use super::cluster::{self, Layered};
-use super::model::{App, Probe, Role, SecretDecl};
+use super::model::{App, DEFAULT_STORAGE_SIZE, Probe, Role, SecretDecl};
 use super::names;
 use super::problems::{Index, Problems};
 use super::rendered::*;
@@ -816,25 +816,30 @@ impl<'a> Renderer<'a> {
                 mounts.push(json!({"name": vol, "mountPath": path, "readOnly": true}));
             }
         }
+        // persistDirs: one claim per member (the cluster's default StorageClass unless the spec
+        // names one), or an emptyDir when the spec asks for it.
         let storage = spec.and_then(|s| s.storage.as_ref());
+        let empty_dir = storage.is_some_and(|s| s.empty_dir);
+        let mut claims = None;
         if !role.persist_dirs.is_empty() {
-            if storage.is_none() {
+            if empty_dir {
                 volumes.push(json!({"name": "data", "emptyDir": {}}));
+            } else {
+                claims = Some(json!([{
+                    "metadata": {"name": "data", "labels": labels},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": storage.and_then(|s| s.storage_class_name.as_ref()),
+                        "resources": {"requests": {"storage": storage
+                            .and_then(|s| s.size.as_deref())
+                            .unwrap_or(DEFAULT_STORAGE_SIZE)}},
+                    },
+                }]));
             }
             for dir in &role.persist_dirs {
                 mounts.push(json!({"name": "data", "mountPath": dir, "subPath": sub_path(dir)}));
             }
         }
-        let claims = storage.map(|s| {
-            json!([{
-                "metadata": {"name": "data", "labels": labels},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": s.storage_class_name,
-                    "resources": {"requests": {"storage": s.size}},
-                },
-            }])
-        });
 
         let resources = spec.and_then(|s| s.resources.as_ref()).map(|r| {
             let mut m = Map::new();

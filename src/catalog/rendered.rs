@@ -41,8 +41,8 @@ pub struct RenderedRole {
     /// Roles that must be Ready before this one is applied.
     pub depends_on: Vec<String>,
     /// The role's StatefulSet, named `<instance>-<role>`, `spec.replicas` = members,
-    /// `serviceName` = the headless Service, one container named `app`, PVC templates when
-    /// storage is set.
+    /// `serviceName` = the headless Service, one container named `app`, a PVC template for
+    /// `persistDirs` unless the spec's storage is an emptyDir.
     pub statefulset: Value,
     /// One Service per member, index = ordinal, named `<instance>-<role>-<ordinal>`, selecting
     /// `statefulset.kubernetes.io/pod-name: <instance>-<role>-<ordinal>`.

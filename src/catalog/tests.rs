@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -906,15 +906,85 @@ fn cassandra_hooks_and_disruption_budgets() {
             .unwrap()
             .contains("nodetool cleanup")
     );
-    // Default: data in an emptyDir (a fresh cluster has no provisioner); storage on request.
-    assert!(seed.statefulset["spec"]["volumeClaimTemplates"].is_null());
-    let with_volumes = Overrides {
-        sets: vec!["seed.storage.size=2Gi".into()],
+    // Default: a claim per member of the cluster's default StorageClass.
+    let claims = &seed.statefulset["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claims["metadata"]["name"], "data");
+    assert!(claims["spec"].get("storageClassName").is_none());
+}
+
+#[test]
+fn persist_dirs_become_claims_of_the_default_class_unless_empty_dir() {
+    let volume = |sts: &Value, name: &str| {
+        sts["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+    };
+    let r = prepare("spark", &Overrides::default()).unwrap();
+    let worker = &r.roles[1].statefulset;
+    let claims = worker["spec"]["volumeClaimTemplates"].as_array().unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0]["metadata"]["name"], "data");
+    assert_eq!(claims[0]["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    assert_eq!(claims[0]["spec"]["resources"]["requests"]["storage"], "1Gi");
+    assert!(
+        claims[0]["spec"].get("storageClassName").is_none(),
+        "{claims:?}"
+    );
+    assert_eq!(
+        claims[0]["metadata"]["labels"]["director-boot.io/role"],
+        "worker"
+    );
+    assert!(volume(worker, "data").is_none(), "the claim is the volume");
+    let mounts = &worker["spec"]["template"]["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "data"
+                && m["mountPath"] == "/var/lib/spark/work"
+                && m["subPath"] == "var-lib-spark-work"),
+        "{mounts}"
+    );
+    // The master has no persistDirs: no claim.
+    assert!(r.roles[0].statefulset["spec"]["volumeClaimTemplates"].is_null());
+
+    let sized = Overrides {
+        sets: vec![
+            "worker.storage.size=5Gi".into(),
+            "worker.storage.storageClassName=fast".into(),
+        ],
         ..Overrides::default()
     };
-    let r = prepare("cassandra", &with_volumes).unwrap();
-    let claims = &r.roles[0].statefulset["spec"]["volumeClaimTemplates"][0];
-    assert_eq!(claims["metadata"]["name"], "data");
+    let r = prepare("spark", &sized).unwrap();
+    let claim = &r.roles[1].statefulset["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(claim["resources"]["requests"]["storage"], "5Gi");
+    assert_eq!(claim["storageClassName"], "fast");
+
+    let ephemeral = Overrides {
+        sets: vec!["worker.storage.emptyDir=true".into()],
+        ..Overrides::default()
+    };
+    let r = prepare("spark", &ephemeral).unwrap();
+    let worker = &r.roles[1].statefulset;
+    assert!(worker["spec"]["volumeClaimTemplates"].is_null());
+    assert_eq!(volume(worker, "data").unwrap()["emptyDir"], json!({}));
+
+    let both = Overrides {
+        sets: vec![
+            "worker.storage.emptyDir=true".into(),
+            "worker.storage.size=5Gi".into(),
+        ],
+        ..Overrides::default()
+    };
+    let e = prepare("spark", &both).unwrap_err().to_string();
+    assert!(
+        e.contains("roles.worker.storage.emptyDir: an emptyDir has no size or StorageClass"),
+        "{e}"
+    );
 }
 
 #[test]
