@@ -108,6 +108,7 @@ const ROLE: Shape = Shape::Object(&[
         &Shape::OneOf(&["Parallel", "OrderedReady"]),
     ),
     opt("terminationGracePeriodSeconds", &SECONDS),
+    opt("serviceAccount", &Shape::Str),
 ]);
 
 pub static APP: Shape = Shape::Object(&[
@@ -148,6 +149,8 @@ pub static APP: Shape = Shape::Object(&[
             opt("role", &Shape::Str),
         ])),
     ),
+    opt("usage", &Shape::Str),
+    opt("imageHelp", &Shape::Str),
     req("roles", &Shape::List(&ROLE)),
 ]);
 
@@ -214,6 +217,11 @@ pub struct App {
     pub secrets: Vec<SecretDecl>,
     pub files: Vec<String>,
     pub templates: Vec<TemplateDecl>,
+    /// A template printed after a deploy: how to use the app (`usage`).
+    pub usage: Option<String>,
+    /// A template printed when the app's image is missing on the nodes: how to get or build
+    /// it (`imageHelp`).
+    pub image_help: Option<String>,
     pub roles: Vec<Role>,
 }
 
@@ -268,6 +276,9 @@ pub struct Role {
     pub secrets: Vec<SecretUse>,
     pub pod_management_policy: Option<String>,
     pub termination_grace_period_seconds: Option<u32>,
+    /// The members' ServiceAccount `<instance>-<serviceAccount>` (an object of the app's
+    /// `templates`); none = the namespace's `default`.
+    pub service_account: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -29,6 +29,13 @@ pub struct RenderedApp {
     pub shared: Vec<Value>,
     /// Roles in `dependsOn` order (every role after the roles it depends on).
     pub roles: Vec<RenderedRole>,
+    /// The app's `usage` template rendered: what to do with it, printed after a deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+    /// The app's `imageHelp` template rendered: how to get its image, shown when the image is
+    /// missing on the nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_help: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
