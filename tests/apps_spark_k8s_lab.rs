@@ -59,26 +59,26 @@ fn workstation(version: &str) -> PathBuf {
     venv
 }
 
-/// Names of the executor pods of one Spark app (label spark-app-name) right now.
-fn executors(c: &Cluster, app: &str) -> Vec<String> {
+/// Names of the Spark executor pods right now (one Spark app runs at a time here; executors
+/// carry the name the job gives its SparkSession, not spark-submit's `--name`).
+fn executors(c: &Cluster) -> Vec<String> {
     require_lab_bridge();
     let admin = c.lab.state.path().join("clusters/lab/admin.conf");
     let out = Command::new(c.mirror.join("bin/kubectl"))
         .arg("--kubeconfig")
         .arg(&admin)
-        .args(["get", "pods", "-o", "name", "-l"])
-        .arg(format!("spark-role=executor,spark-app-name={app}"))
+        .args(["get", "pods", "-o", "name", "-l", "spark-role=executor"])
         .output()
         .expect("kubectl");
     stdout(&out).lines().map(str::to_string).collect()
 }
 
-/// Wait for `child`, watching the app's executor pods; returns (output, executor pods seen).
-fn watch(c: &Cluster, mut child: Child, app: &str, secs: u64) -> (std::process::Output, usize) {
+/// Wait for `child`, watching the executor pods; returns (output, executor pods seen).
+fn watch(c: &Cluster, mut child: Child, secs: u64) -> (std::process::Output, usize) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut seen = std::collections::BTreeSet::new();
     loop {
-        seen.extend(executors(c, app));
+        seen.extend(executors(c));
         match child.try_wait() {
             Ok(Some(_)) => break,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_secs(2)),
@@ -92,10 +92,10 @@ fn watch(c: &Cluster, mut child: Child, app: &str, secs: u64) -> (std::process::
     (out, seen.len())
 }
 
-fn until_no_executors(c: &Cluster, app: &str) {
+fn until_no_executors(c: &Cluster) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let left = executors(c, app);
+        let left = executors(c);
         if left.is_empty() {
             return;
         }
@@ -211,7 +211,7 @@ fn spark_submit_cluster_mode_and_jupyter_run_pi_on_kubernetes() {
 
     // The workstation's spark-submit, cluster mode.
     let t2 = Instant::now();
-    let (run, seen) = watch(&c, submit(&line, &venv), "spark-pi", 480);
+    let (run, seen) = watch(&c, submit(&line, &venv), 480);
     let took = t2.elapsed();
     let log = stdout(&run) + &stderr(&run);
     assert!(run.status.success(), "spark-submit failed: {log}");
@@ -236,7 +236,7 @@ fn spark_submit_cluster_mode_and_jupyter_run_pi_on_kubernetes() {
     assert_eq!(driver, "Succeeded", "driver pod: {logs}");
     let pi = pi_of(&logs);
     assert!(seen >= 1, "no executor pod was seen during the run");
-    until_no_executors(&c, "spark-pi");
+    until_no_executors(&c);
     eprintln!(
         "spark-k8s-lab: spark-submit --deploy-mode cluster: Pi {pi} in {:.0} s, {seen} executor pods, all gone",
         took.as_secs_f64()
@@ -264,7 +264,7 @@ fn spark_submit_cluster_mode_and_jupyter_run_pi_on_kubernetes() {
             .spawn()
             .expect("kubectl exec")
     };
-    let (run, seen) = watch(&c, child, "pi-from-jupyter", 480);
+    let (run, seen) = watch(&c, child, 480);
     let out = stdout(&run);
     assert!(run.status.success(), "jupyter: {out}{}", stderr(&run));
     let pi = pi_of(&out);
@@ -272,7 +272,7 @@ fn spark_submit_cluster_mode_and_jupyter_run_pi_on_kubernetes() {
         seen >= 1,
         "no executor pod was seen during the notebook's run"
     );
-    until_no_executors(&c, "pi-from-jupyter");
+    until_no_executors(&c);
     eprintln!(
         "spark-k8s-lab: jupyter (client mode on Kubernetes): Pi {pi} in {:.0} s, {seen} executor pods, all gone",
         t3.elapsed().as_secs_f64()
