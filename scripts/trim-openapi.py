@@ -29,6 +29,9 @@ KINDS = [
     "io.k8s.api.core.v1.Namespace",
     "io.k8s.api.core.v1.PersistentVolumeClaim",
     "io.k8s.api.policy.v1.PodDisruptionBudget",
+    "io.k8s.api.core.v1.ServiceAccount",
+    "io.k8s.api.rbac.v1.Role",
+    "io.k8s.api.rbac.v1.RoleBinding",
 ]
 
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"

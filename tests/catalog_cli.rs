@@ -30,8 +30,9 @@ fn render_prints_manifests_with_secrets_hidden() {
         .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
         .filter(|v: &serde_yaml::Value| !v.is_null())
         .collect();
-    // Secret, 2 ConfigMaps, headless Service, 3 StatefulSets, 1+3+1 member Services.
-    assert_eq!(docs.len(), 12, "{yaml}");
+    // Secret, 2 ConfigMaps, headless Service, Spark-on-Kubernetes ServiceAccount, Role and
+    // RoleBinding, 3 StatefulSets, 1+3+1 member Services.
+    assert_eq!(docs.len(), 15, "{yaml}");
     assert!(yaml.contains("token: '<hidden: 64 characters>'"), "{yaml}");
     assert!(yaml.contains("name: spark-worker-2\n"), "{yaml}");
 }

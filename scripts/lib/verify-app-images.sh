@@ -76,6 +76,12 @@ EOF
   check spark-submit-version "version $SPARK_VERSION" "${run[@]}" spark-submit --version
   check pyspark-pi 'Pi is roughly 3\.1' "${run[@]}" spark-submit --master 'local[2]' \
     --conf spark.ui.enabled=false /job/pi.py
+  # The Spark-on-Kubernetes entrypoint as a driver pod runs it (local master here), with
+  # Spark's own SparkPi example from the image.
+  check entrypoint-driver-pi 'Pi is roughly 3\.1' "${run[@]}" \
+    env SPARK_DRIVER_BIND_ADDRESS=127.0.0.1 /opt/entrypoint.sh driver --master 'local[2]' \
+    --conf spark.ui.enabled=false \
+    local:///opt/venv/lib/python3.11/site-packages/pyspark/examples/src/main/python/pi.py 4
   check jupyter-notebook-version '^7\.' "${run[@]}" jupyter notebook --version
   check spark-master-help 'Usage: Master' "${run[@]}" \
     spark-class org.apache.spark.deploy.master.Master --help
