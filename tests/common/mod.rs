@@ -23,7 +23,6 @@ pub fn lab_slot() -> u8 {
         .unwrap_or(0)
 }
 
-/// The lab's bridge.
 /// The lab's directory under the state dir: `lab` in slot 0, `labN` in slot N.
 pub fn lab_subdir() -> String {
     match lab_slot() {
@@ -32,6 +31,7 @@ pub fn lab_subdir() -> String {
     }
 }
 
+/// The lab's bridge.
 pub fn lab_bridge() -> String {
     format!("dblab{}", lab_slot())
 }
