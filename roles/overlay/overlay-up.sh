@@ -2,10 +2,21 @@
 # Written by director-boot (role overlay) for {{ node.name }}; rewritten on every apply.
 #
 # `up` (the default) makes this host's part of the pod network match the lists below and is
-# idempotent: a static VXLAN mesh in the flannel-vxlan style, with one route, one neighbour entry
-# and one FDB entry per peer (no learning, no flooding), plus masquerade and forwarding rules for
-# the pod CIDR in director-boot's own iptables chains. Entries on the VXLAN device for peers no
-# longer listed are removed. `down` removes the device and the chains (used by reset).
+# idempotent. Each peer's pod subnet is reached by the pair's backend:
+#   direct  a plain route via the peer's host address (the hosts share an L2 segment);
+#   vxlan   a static VXLAN mesh in the flannel-vxlan style: one route, one neighbour entry and
+#           one FDB entry per peer (no learning, no flooding);
+#   auto    direct when `ip route get PEER` shows no gateway (same segment), vxlan otherwise,
+#           decided here for each peer on every run.
+# The VXLAN device, its neighbour and FDB entries exist for every peer whatever the backend, so
+# a peer that sends VXLAN is always understood and a fallback is one route away. Masquerade and
+# forwarding rules for the pod CIDR live in director-boot's own iptables chains. Entries for
+# peers no longer listed are removed. What was decided per peer goes to $DECIDED (read by
+# `director-boot overlay status`).
+#
+# `repair` (the director-overlay-repair timer) does the same and records every difference it
+# had to fix (a route, neighbour or FDB entry removed or changed by something else, a missing
+# device or rule) in $REPAIRS, one line each. `down` removes the device and the chains (reset).
 set -eu
 
 DEV=dbvx0
@@ -23,11 +34,16 @@ BRIDGE={{ node.pod_bridge }}
 GATEWAY={{ node.pod_gateway }}/{{ node.pod_prefix_len }}
 NAT_CHAIN=DIRECTOR-BOOT-POSTROUTING
 FWD_CHAIN=DIRECTOR-BOOT-FORWARD
+# Routes this script lays carry this protocol number, so its stale ones are found on any device.
+PROTO=213
+DECIDED=/run/director-boot/overlay-backends
+REPAIRS=/var/lib/director-boot/overlay-repairs.log
+MODE="${1:-up}"
 
-# One line per peer: name, pod subnet, VTEP address, VTEP MAC, node address.
+# One line per peer: name, pod subnet, VTEP address, VTEP MAC, node address, backend.
 PEERS='
 {%- for p in node.peers %}
-{{ p.name }} {{ p.pod_subnet }} {{ p.vtep_address }} {{ p.vtep_mac }} {{ p.address }}
+{{ p.name }} {{ p.pod_subnet }} {{ p.vtep_address }} {{ p.vtep_mac }} {{ p.address }} {{ p.backend }}
 {%- endfor %}
 '
 KEEP_SUBNETS='{% for p in node.peers %} {{ p.pod_subnet }}{% endfor %} '
@@ -41,13 +57,60 @@ listed() { # listed WORD LIST: whether WORD is one of the space-separated LIST
 	case "$2" in *" $1 "*) return 0 ;; *) return 1 ;; esac
 }
 
+# fixed WHAT BEFORE AFTER: in repair mode, record that WHAT was BEFORE and is AFTER now.
+fixed() {
+	[ "$MODE" = repair ] || return 0
+	[ "$2" != "$3" ] || return 0
+	line="$(date -u +%Y-%m-%dT%H:%M:%SZ) $1: was '${2:-missing}', now '${3:-gone}'"
+	echo "repaired: $line" >&2
+	mkdir -p "${REPAIRS%/*}"
+	echo "$line" >>"$REPAIRS"
+	if [ "$(wc -l <"$REPAIRS")" -gt 400 ]; then
+		tail -n 200 "$REPAIRS" >"$REPAIRS.tmp" && mv "$REPAIRS.tmp" "$REPAIRS"
+	fi
+}
+
+# The underlay device of a route to ADDR that needs no gateway; nothing when it needs one.
+on_link_dev() {
+	r="$(ip -4 -o route get "$1" 2>/dev/null || true)"
+	case "$r" in "" | *" via "*) return 0 ;; esac
+	# shellcheck disable=SC2086 # split the route into words on purpose
+	set -- $r
+	while [ $# -gt 1 ]; do
+		[ "$1" = dev ] && { echo "$2"; return 0; }
+		shift
+	done
+}
+
+rules() { # the contents of director-boot's chains, for iptables-restore --noflush (atomic)
+	cat <<-EOF
+	*nat
+	:$NAT_CHAIN - [0:0]
+	-A $NAT_CHAIN -s $POD_CIDR -d $POD_CIDR -j RETURN
+	-A $NAT_CHAIN -s $POD_CIDR -d 224.0.0.0/4 -j RETURN
+	-A $NAT_CHAIN -s $POD_CIDR ! -d $POD_CIDR -j MASQUERADE --random-fully
+	COMMIT
+	*filter
+	:$FWD_CHAIN - [0:0]
+	-A $FWD_CHAIN -s $POD_CIDR -j ACCEPT
+	-A $FWD_CHAIN -d $POD_CIDR -j ACCEPT
+	COMMIT
+	EOF
+}
+
 up() {
 	sysctl -qw net.ipv4.ip_forward=1
+	# Direct peers' pods arrive on the underlay with pod source addresses; with a mixed
+	# cluster (or a peer that decided differently) the way back may be another device, which
+	# strict reverse-path filtering would drop. Loose mode still drops unroutable sources.
+	echo 2 >"/proc/sys/net/ipv4/conf/$UNDERLAY/rp_filter"
 
 	if [ -e "/sys/class/net/$DEV" ] && [ "$(cat "/sys/class/net/$DEV/ifalias" 2>/dev/null)" != "$STAMP" ]; then
+		fixed "device $DEV" "$(cat "/sys/class/net/$DEV/ifalias" 2>/dev/null)" "$STAMP"
 		ip link del "$DEV"
 	fi
 	if [ ! -e "/sys/class/net/$DEV" ]; then
+		fixed "device $DEV" "" "created"
 		ip link add "$DEV" address "$MAC" type vxlan id "$VNI" local "$LOCAL" dev "$UNDERLAY" \
 			dstport "$PORT" nolearning
 		ip link set "$DEV" alias "$STAMP"
@@ -57,22 +120,48 @@ up() {
 	ip link set "$DEV" up
 
 	if [ ! -e "/sys/class/net/$BRIDGE" ]; then
+		fixed "bridge $BRIDGE" "" "created"
 		ip link add "$BRIDGE" type bridge
 		ip link set "$BRIDGE" mtu "$MTU"
 	fi
 	ip addr replace "$GATEWAY" dev "$BRIDGE"
 	ip link set "$BRIDGE" up
 
-	printf '%s\n' "$PEERS" | while read -r name subnet vtep mac addr; do
+	mkdir -p "${DECIDED%/*}"
+	printf '%s\n' "$PEERS" | while read -r name subnet vtep mac addr backend; do
 		[ -n "$name" ] || continue
-		ip route replace "$subnet" via "$vtep" dev "$DEV" onlink
+		dev=""
+		case "$backend" in
+		direct) dev="$(on_link_dev "$addr")" ;;
+		auto) dev="$(on_link_dev "$addr")" ;;
+		esac
+		if [ "$backend" = direct ] && [ -z "$dev" ]; then
+			echo "$name: backend direct, but $addr is not on this host's segment (ip route get $addr shows a gateway): using VXLAN to it" >&2
+		fi
+		before="$(ip -4 route show "$subnet" proto "$PROTO")"
+		if [ -n "$dev" ]; then
+			ip route replace "$subnet" via "$addr" dev "$dev" proto "$PROTO"
+			echo "$name direct $dev $addr"
+		else
+			ip route replace "$subnet" via "$vtep" dev "$DEV" onlink proto "$PROTO"
+			echo "$name vxlan $DEV $addr"
+		fi
+		fixed "$name route $subnet" "$before" "$(ip -4 route show "$subnet" proto "$PROTO")"
+		before="$(ip -4 neigh show "$vtep" dev "$DEV" nud permanent)"
 		ip neigh replace "$vtep" lladdr "$mac" dev "$DEV" nud permanent
+		fixed "$name neighbour $vtep" "$before" "$(ip -4 neigh show "$vtep" dev "$DEV" nud permanent)"
+		before="$(bridge fdb show dev "$DEV" | grep "^$mac dst $addr " || true)"
 		bridge fdb replace "$mac" dev "$DEV" dst "$addr" self permanent
-	done
+		fixed "$name fdb $mac" "$before" "$(bridge fdb show dev "$DEV" | grep "^$mac dst $addr " || true)"
+	done >"$DECIDED.tmp"
+	mv "$DECIDED.tmp" "$DECIDED"
 
-	# Remove what belongs to peers no longer listed.
-	ip -4 route show dev "$DEV" | while read -r dst _; do
-		listed "$dst" "$KEEP_SUBNETS" || ip route del "$dst" dev "$DEV"
+	# Remove what belongs to peers no longer listed (routes of earlier versions had no proto).
+	{
+		ip -4 route show proto "$PROTO"
+		ip -4 route show dev "$DEV"
+	} | while read -r dst _; do
+		listed "$dst" "$KEEP_SUBNETS" || ip route del "$dst" 2>/dev/null || true
 	done
 	ip -4 neigh show dev "$DEV" nud permanent | while read -r ip _; do
 		listed "$ip" "$KEEP_VTEPS" || ip neigh del "$ip" dev "$DEV"
@@ -83,22 +172,17 @@ up() {
 		listed "$mac" "$KEEP_MACS" || bridge fdb del "$mac" dev "$DEV" self 2>/dev/null || true
 	done
 
-	# Pod traffic leaving the pod CIDR leaves with the node's address.
-	iptables -w -t nat -N "$NAT_CHAIN" 2>/dev/null || true
-	iptables -w -t nat -F "$NAT_CHAIN"
-	iptables -w -t nat -A "$NAT_CHAIN" -s "$POD_CIDR" -d "$POD_CIDR" -j RETURN
-	iptables -w -t nat -A "$NAT_CHAIN" -s "$POD_CIDR" -d 224.0.0.0/4 -j RETURN
-	iptables -w -t nat -A "$NAT_CHAIN" -s "$POD_CIDR" ! -d "$POD_CIDR" -j MASQUERADE --random-fully
-	iptables -w -t nat -C POSTROUTING -m comment --comment director-boot -j "$NAT_CHAIN" 2>/dev/null ||
+	# Pod traffic leaving the pod CIDR leaves with the node's address; pod traffic is forwarded
+	# even where the FORWARD policy is DROP. Both chains are replaced in one transaction.
+	rules | iptables-restore -w --noflush
+	if ! iptables -w -t nat -C POSTROUTING -m comment --comment director-boot -j "$NAT_CHAIN" 2>/dev/null; then
+		fixed "iptables nat POSTROUTING jump to $NAT_CHAIN" "" "added"
 		iptables -w -t nat -A POSTROUTING -m comment --comment director-boot -j "$NAT_CHAIN"
-
-	# Forward pod traffic even where the FORWARD policy is DROP.
-	iptables -w -N "$FWD_CHAIN" 2>/dev/null || true
-	iptables -w -F "$FWD_CHAIN"
-	iptables -w -A "$FWD_CHAIN" -s "$POD_CIDR" -j ACCEPT
-	iptables -w -A "$FWD_CHAIN" -d "$POD_CIDR" -j ACCEPT
-	iptables -w -C FORWARD -m comment --comment director-boot -j "$FWD_CHAIN" 2>/dev/null ||
+	fi
+	if ! iptables -w -C FORWARD -m comment --comment director-boot -j "$FWD_CHAIN" 2>/dev/null; then
+		fixed "iptables FORWARD jump to $FWD_CHAIN" "" "added"
 		iptables -w -I FORWARD 1 -m comment --comment director-boot -j "$FWD_CHAIN"
+	fi
 }
 
 down() {
@@ -108,19 +192,28 @@ down() {
 	while iptables -w -D FORWARD -m comment --comment director-boot -j "$FWD_CHAIN" 2>/dev/null; do :; done
 	iptables -w -F "$FWD_CHAIN" 2>/dev/null || true
 	iptables -w -X "$FWD_CHAIN" 2>/dev/null || true
+	ip -4 route show proto "$PROTO" | while read -r dst _; do
+		ip route del "$dst" 2>/dev/null || true
+	done
 	if [ -e "/sys/class/net/$DEV" ]; then
 		ip link del "$DEV"
 	fi
 	if [ -e "/sys/class/net/$BRIDGE" ]; then
 		ip link del "$BRIDGE"
 	fi
+	rm -f "$DECIDED"
 }
 
-case "${1:-up}" in
-up) up ;;
+# The unit and the repair timer never run this at the same time.
+mkdir -p /run/director-boot
+exec 9>/run/director-boot/overlay.lock
+flock 9
+
+case "$MODE" in
+up | repair) up ;;
 down) down ;;
 *)
-	echo "usage: $0 [up|down]" >&2
+	echo "usage: $0 [up|repair|down]" >&2
 	exit 2
 	;;
 esac

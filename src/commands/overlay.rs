@@ -13,7 +13,7 @@ use crate::engine::context::{self, NodeContext, POD_BRIDGE, VXLAN_DEVICE};
 use crate::engine::render::Renderer;
 use crate::engine::runner::Runner;
 use crate::fleet::{open_nodes, ssh_config};
-use crate::inventory::Inventory;
+use crate::inventory::{Backend, Inventory};
 use crate::node::Node;
 use crate::paths::Paths;
 
@@ -81,6 +81,7 @@ pub async fn run(
                             r.mtu.map_or("—".into(), |m| m.to_string()),
                             format!("{}/{}", r.peers_ok, r.peers_expected),
                             r.address.clone().unwrap_or_else(|| "—".into()),
+                            peer_paths(r),
                             if r.problems.is_empty() {
                                 "ok".into()
                             } else {
@@ -98,11 +99,17 @@ pub async fn run(
                             "MTU",
                             "PEERS",
                             "OVERLAY ADDRESS",
+                            "PATHS",
                             "STATUS"
                         ],
                         &table
                     )
                 );
+                for r in &rows {
+                    for line in &r.repairs {
+                        println!("{}: repaired {line}", r.host);
+                    }
+                }
             }
             Ok(if healthy {
                 ExitCode::SUCCESS
@@ -186,6 +193,25 @@ pub async fn run(
     }
 }
 
+/// `node2=direct node3=vxlan`: how each peer's pods are reached (`+wg` when encrypted).
+fn peer_paths(r: &HostStatus) -> String {
+    if r.peers.is_empty() {
+        return "—".into();
+    }
+    r.peers
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={}{}",
+                p.name,
+                p.path,
+                if p.encrypted { "+wg" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The pod subnets `init`/`overlay up` recorded for the inventory's cluster.
 pub(super) fn recorded_subnets(
     paths: &Paths,
@@ -215,10 +241,28 @@ pub struct HostStatus {
     pub device: String,
     pub mtu: Option<u32>,
     pub peers_expected: usize,
-    /// Peers with their route, neighbour and FDB entry all in place.
+    /// Peers whose path (route, and for VXLAN the neighbour and FDB entry) is in place.
     pub peers_ok: usize,
     pub address: Option<String>,
+    /// One entry per peer: how its pods are reached from this host.
+    pub peers: Vec<PeerStatus>,
+    /// The self-repair timer is running.
+    pub repair_timer: bool,
+    /// The last fixes the self-repair timer made (newest last): drift it found and put right.
+    pub repairs: Vec<String>,
     pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct PeerStatus {
+    pub name: String,
+    /// The pair's setting: `auto`, `vxlan` or `direct`.
+    pub backend: String,
+    /// What the host uses now: `direct`, `vxlan`, or `unknown` before the overlay ran.
+    pub path: String,
+    /// Pod traffic to this peer is encrypted.
+    pub encrypted: bool,
+    pub ok: bool,
 }
 
 impl HostStatus {
@@ -230,6 +274,9 @@ impl HostStatus {
             peers_expected: 0,
             peers_ok: 0,
             address: None,
+            peers: Vec::new(),
+            repair_timer: false,
+            repairs: Vec::new(),
             problems: vec![why.into()],
         }
     }
@@ -289,21 +336,35 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
     let routes = get("routes");
     let neigh = get("neigh");
     let fdb = get("fdb");
+    let decided = get("decided");
     let mut ok = 0;
+    let mut peers = Vec::new();
     for p in &nc.peers {
         let subnet = p.pod_subnet.to_string();
         let vtep = p.vtep_address.to_string();
         let dst = p.address.to_string();
-        let r = routes
+        let path = decided
             .iter()
-            .any(|l| l.split_whitespace().next() == Some(&subnet));
+            .find(|l| l.split_whitespace().next() == Some(p.name.as_str()))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("unknown")
+            .to_string();
+        let route = routes
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(subnet.as_str()));
+        let r = route.is_some_and(|l| match path.as_str() {
+            "direct" => word_after(l, "via") == Some(dst.as_str()),
+            "vxlan" => word_after(l, "dev") == Some(VXLAN_DEVICE),
+            _ => true,
+        });
         let n = neigh
             .iter()
             .any(|l| l.split_whitespace().next() == Some(&vtep) && l.contains(&p.vtep_mac));
         let f = fdb.iter().any(|l| {
             l.split_whitespace().next() == Some(&p.vtep_mac) && word_after(l, "dst") == Some(&dst)
         });
-        if r && n && f {
+        let good = r && n && f;
+        if good {
             ok += 1;
         } else {
             let missing: Vec<&str> = [(r, "route"), (n, "neighbour"), (f, "fdb")]
@@ -313,6 +374,19 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
                 .collect();
             problems.push(format!("{}: missing {}", p.name, missing.join("+")));
         }
+        if p.backend == Backend::Direct && path == "vxlan" {
+            problems.push(format!(
+                "{}: backend direct, but {dst} is not on this host's segment (its route has a gateway), so VXLAN carries it: set overlay_backend to auto or vxlan",
+                p.name
+            ));
+        }
+        peers.push(PeerStatus {
+            name: p.name.clone(),
+            backend: p.backend.to_string(),
+            path,
+            encrypted: false,
+            ok: good,
+        });
     }
     let known: Vec<String> = nc.peers.iter().map(|p| p.pod_subnet.to_string()).collect();
     for l in &routes {
@@ -322,6 +396,14 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
             problems.push(format!("stale route {dst} (a removed host?)"));
         }
     }
+    let repair_timer = get("timer").first().map(|s| s.trim()) == Some("active");
+    if !repair_timer {
+        problems.push(
+            "director-overlay-repair.timer is not active (drift would not be repaired): run `director-boot overlay up`"
+                .into(),
+        );
+    }
+    let repairs: Vec<String> = get("repairs").iter().map(|l| l.to_string()).collect();
     let want = format!("inet {}/{}", nc.pod_gateway, nc.pod_prefix_len);
     let address = get("bridge")
         .iter()
@@ -346,6 +428,9 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
         peers_expected: nc.peers.len(),
         peers_ok: ok,
         address,
+        peers,
+        repair_timer,
+        repairs,
         problems,
     }
 }

@@ -10,11 +10,14 @@ use sha2::{Digest, Sha256};
 
 use super::subnets::{from_end, nth};
 use crate::facts::Facts;
-use crate::inventory::{Host, HostRole, Inventory};
+use crate::inventory::{Backend, Host, HostRole, Inventory};
 use crate::osfamily::OsFamily;
 
 /// Bytes VXLAN adds to every packet (outer IPv4 + UDP + VXLAN + inner Ethernet).
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// Bytes WireGuard adds to every packet over IPv4 (outer IPv4 20 + UDP 8 + WireGuard header 16
+/// + authentication tag 16).
+pub const WIREGUARD_OVERHEAD: u32 = 60;
 /// Name of the overlay's VXLAN device on every node.
 pub const VXLAN_DEVICE: &str = "dbvx0";
 /// Name of the bridge local pods attach to.
@@ -57,6 +60,9 @@ pub struct Peer {
     /// The peer's VXLAN endpoint address on the overlay (its subnet's network address).
     pub vtep_address: IpAddr,
     pub vtep_mac: String,
+    /// In `cluster.nodes`: the host's own setting; in `node.peers`: what the pair uses
+    /// (`Backend::pair` of both ends' settings; `auto` is decided on the host, per peer).
+    pub backend: Backend,
 }
 
 /// TLS cipher suites for every component's server (the CIS Benchmark's list for kubelets,
@@ -158,6 +164,10 @@ pub struct NodeContext {
     pub underlay_interface: String,
     pub underlay_mtu: u32,
     pub overlay_mtu: u32,
+    /// This host's own backend setting (its peers' pairs are in `peers[].backend`).
+    pub overlay_backend: Backend,
+    /// Pod traffic to every peer goes through WireGuard (`network.overlay.encrypt`).
+    pub overlay_encrypt: bool,
     /// Every other node, for the overlay's routes and FDB entries.
     pub peers: Vec<Peer>,
     pub kubelet_extra: serde_json::Value,
@@ -257,6 +267,7 @@ pub fn cluster(
             pod_subnet: subnet,
             vtep_address: subnet.network(),
             vtep_mac: vtep_mac(&inv.cluster_name, &h.name),
+            backend: h.overlay_backend.unwrap_or(inv.network.overlay.backend),
         });
     }
     Ok(ClusterContext {
@@ -320,11 +331,21 @@ pub fn node(
             host: host.name.clone(),
         })?;
     let underlay_mtu = facts.mtu.unwrap_or(1500);
+    let peers: Vec<Peer> = cluster
+        .nodes
+        .iter()
+        .filter(|p| p.name != host.name)
+        .map(|p| Peer {
+            backend: me.backend.pair(p.backend),
+            ..p.clone()
+        })
+        .collect();
+    let encrypt = inv.network.overlay.encrypt;
     let overlay_mtu = inv
         .network
         .overlay
         .mtu
-        .unwrap_or(underlay_mtu.saturating_sub(VXLAN_OVERHEAD));
+        .unwrap_or_else(|| auto_mtu(underlay_mtu, encrypt, me.backend, &peers));
     Ok(NodeContext {
         name: host.name.clone(),
         address: host.ssh.address,
@@ -345,17 +366,29 @@ pub fn node(
         underlay_interface: facts.interface.clone(),
         underlay_mtu,
         overlay_mtu,
-        peers: cluster
-            .nodes
-            .iter()
-            .filter(|p| p.name != host.name)
-            .cloned()
-            .collect(),
+        overlay_backend: me.backend,
+        overlay_encrypt: encrypt,
+        peers,
         kubelet_extra: to_json(&host.name, &host.kubelet_extra)?,
         containerd_extra: to_json(&host.name, &host.containerd_extra)?,
         etcd_initial_cluster: cluster.etcd_initial_cluster.clone(),
         etcd_cluster_state: crate::membership::STATE_NEW.to_string(),
     })
+}
+
+/// The pod MTU when the inventory leaves it to director-boot: the underlay's minus the largest
+/// header any path from this host adds. Without encryption, only a host whose every pair is
+/// `direct` sends everything unencapsulated; `auto` may fall back to VXLAN for any peer (the
+/// decision is the host's, at run time), so it keeps VXLAN's room.
+pub fn auto_mtu(underlay: u32, encrypt: bool, own: Backend, peers: &[Peer]) -> u32 {
+    let overhead = if encrypt {
+        WIREGUARD_OVERHEAD
+    } else if own == Backend::Direct && peers.iter().all(|p| p.backend == Backend::Direct) {
+        0
+    } else {
+        VXLAN_OVERHEAD
+    };
+    underlay.saturating_sub(overhead)
 }
 
 /// The node contexts of connected hosts, for the commands that only touch the network (overlay
@@ -388,5 +421,29 @@ mod tests {
         assert_ne!(a, vtep_mac("lab", "node2"));
         let first = u8::from_str_radix(&a[..2], 16).unwrap();
         assert_eq!(first & 0x03, 0x02, "unicast, locally administered: {a}");
+    }
+
+    fn peer(backend: Backend) -> Peer {
+        Peer {
+            name: "p".into(),
+            address: "10.0.0.2".parse().unwrap(),
+            pod_subnet: "10.244.1.0/24".parse().unwrap(),
+            vtep_address: "10.244.1.0".parse().unwrap(),
+            vtep_mac: vtep_mac("lab", "p"),
+            backend,
+        }
+    }
+
+    #[test]
+    fn a_pair_takes_vxlan_when_either_end_asks_and_the_mtu_leaves_room_for_it() {
+        use Backend::*;
+        assert_eq!(Auto.pair(Vxlan), Vxlan);
+        assert_eq!(Direct.pair(Vxlan), Vxlan);
+        assert_eq!(Auto.pair(Direct), Direct);
+        assert_eq!(Auto.pair(Auto), Auto);
+        assert_eq!(auto_mtu(1500, false, Auto, &[peer(Auto)]), 1450);
+        assert_eq!(auto_mtu(1500, false, Direct, &[peer(Direct)]), 1500);
+        assert_eq!(auto_mtu(1500, false, Direct, &[peer(Vxlan)]), 1450);
+        assert_eq!(auto_mtu(1500, true, Direct, &[peer(Direct)]), 1440);
     }
 }

@@ -22,7 +22,7 @@ use super::context::{ClusterContext, Member, NodeContext, Peer, vtep_mac};
 use super::plan::{applies, render_files, tera_context};
 use super::render::{Renderer, roles};
 use super::role::ComponentRole;
-use crate::inventory::HostRole;
+use crate::inventory::{Backend, HostRole};
 use crate::osfamily::OsFamily;
 
 const CLUSTER: &str = "lab";
@@ -74,6 +74,12 @@ fn fixture_cluster() -> ClusterContext {
             pod_subnet: net(&format!("10.244.{i}.0/24")),
             vtep_address: ip(&format!("10.244.{i}.0")),
             vtep_mac: vtep_mac(CLUSTER, name),
+            // node3 forces VXLAN to all its peers; the others decide per peer.
+            backend: if *name == "node3" {
+                Backend::Vxlan
+            } else {
+                Backend::Auto
+            },
         })
         .collect();
     ClusterContext {
@@ -151,11 +157,16 @@ fn fixture_node(cluster: &ClusterContext, i: usize, family: &str) -> NodeContext
         underlay_interface: if rhel { "enp1s0" } else { "eth0" }.into(),
         underlay_mtu: 1500,
         overlay_mtu: 1450,
+        overlay_backend: me.backend,
+        overlay_encrypt: false,
         peers: cluster
             .nodes
             .iter()
             .filter(|p| p.name != name)
-            .cloned()
+            .map(|p| Peer {
+                backend: me.backend.pair(p.backend),
+                ..p.clone()
+            })
             .collect(),
         kubelet_extra,
         containerd_extra,
@@ -704,17 +715,26 @@ fn golden_overlay_script_runs_in_a_network_namespace() {
     let test = r#"
 set -eu
 mount -t sysfs sysfs /sys
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /var/lib
 ip link add eth0 type veth peer name eth1
 ip addr add 192.168.56.11/24 dev eth0
 ip link set eth0 up
+ip link set eth1 up
 sh "$1" up
 sh "$1" up
+ip route del 10.244.1.0/24
+bridge fdb del MAC2 dev dbvx0 dst 192.168.56.12 self
+sh "$1" repair
+sh "$1" repair
+echo "== repairs"; cat /var/lib/director-boot/overlay-repairs.log
+echo "== decided"; cat /run/director-boot/overlay-backends
 ip route add 10.244.9.0/24 via 10.244.9.0 dev dbvx0 onlink
 ip neigh add 10.244.9.0 lladdr 02:00:00:00:00:09 dev dbvx0 nud permanent
 bridge fdb add 02:00:00:00:00:09 dev dbvx0 dst 192.168.56.19 self permanent
 sh "$1"
 echo "== link"; ip -d link show dbvx0
-echo "== routes"; ip -4 route show dev dbvx0
+echo "== routes"; ip -4 route show proto 213
 echo "== neigh"; ip -4 neigh show dev dbvx0
 echo "== fdb"; bridge fdb show dev dbvx0
 echo "== nat"; iptables -w -t nat -S
@@ -722,9 +742,10 @@ echo "== filter"; iptables -w -S
 sh "$1" down
 sh "$1" down
 echo "== after down"; ip link show dbvx0 2>&1 || true; iptables -w -t nat -S; iptables -w -S
-"#;
+"#
+    .replace("MAC2", &vtep_mac(CLUSTER, "node2"));
     let out = Command::new("unshare")
-        .args(["--net", "--mount", "sh", "-c", test, "test"])
+        .args(["--net", "--mount", "sh", "-c", &test, "test"])
         .arg(&script)
         .output()
         .unwrap();
@@ -748,9 +769,30 @@ echo "== after down"; ip link show dbvx0 2>&1 || true; iptables -w -t nat -S; ip
     );
     assert!(link.contains("dstport 8472 nolearning"), "{link}");
     assert!(link.contains("mtu 1450"), "{link}");
+    // node2 shares eth0's segment (auto: direct); node3 asks for VXLAN.
     assert_eq!(
         section("routes").trim(),
-        "10.244.1.0/24 via 10.244.1.0 onlink \n10.244.2.0/24 via 10.244.2.0 onlink"
+        "10.244.1.0/24 via 192.168.56.12 dev eth0 \n10.244.2.0/24 via 10.244.2.0 dev dbvx0 onlink"
+    );
+    assert_eq!(
+        section("decided").trim(),
+        "node2 direct eth0 192.168.56.12\nnode3 vxlan dbvx0 192.168.56.13"
+    );
+    // The first repair put back the route and the FDB entry and said so; the second had
+    // nothing to do.
+    let repairs = section("repairs");
+    let lines: Vec<&str> = repairs.lines().collect();
+    assert_eq!(lines.len(), 2, "{repairs}");
+    assert!(
+        lines[0].contains("node2 route 10.244.1.0/24: was 'missing', now '10.244.1.0/24 via 192.168.56.12 dev eth0 '"),
+        "{repairs}"
+    );
+    assert!(
+        lines[1].contains(&format!(
+            "node2 fdb {}: was 'missing'",
+            vtep_mac(CLUSTER, "node2")
+        )),
+        "{repairs}"
     );
     let neigh = section("neigh");
     assert_eq!(neigh.lines().count(), 2, "stale neighbour pruned: {neigh}");

@@ -8,10 +8,10 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
-use super::Role;
 use super::problems::{Problems, join};
 use super::raw::*;
 use super::tree::{Kind, Mark, Node, shorten};
+use super::{Backend, Role};
 
 const TOP_FIELDS: [&str; 6] = [
     "cluster",
@@ -28,8 +28,8 @@ const ENDPOINT_FIELDS: [&str; 3] = ["address", "port", "vip"];
 const SSH_FIELDS: [&str; 3] = ["known_hosts", "connect_timeout", "bastion"];
 const BASTION_FIELDS: [&str; 4] = ["address", "port", "user", "identity_file"];
 const NETWORK_FIELDS: [&str; 4] = ["pod_cidr", "service_cidr", "node_prefix", "overlay"];
-const OVERLAY_FIELDS: [&str; 3] = ["vni", "port", "mtu"];
-const HOST_OWN_FIELDS: [&str; 3] = ["name", "address", "roles"];
+const OVERLAY_FIELDS: [&str; 5] = ["vni", "port", "mtu", "backend", "encrypt"];
+const HOST_OWN_FIELDS: [&str; 4] = ["name", "address", "roles", "overlay_backend"];
 
 /// Extras deeper than this are surely a mistake, and recursion must stay bounded.
 const MAX_EXTRA_DEPTH: usize = 32;
@@ -274,6 +274,12 @@ fn network(f: &Fields, p: &mut Problems) -> RawNetwork {
                 .get("port")
                 .and_then(|n| int(n, "network.overlay.port", 1, 65535, PORT, p)),
             mtu: o.get("mtu").and_then(|n| mtu(n, "network.overlay.mtu", p)),
+            backend: o
+                .get("backend")
+                .and_then(|n| backend(n, "network.overlay.backend", p)),
+            encrypt: o
+                .get("encrypt")
+                .and_then(|n| boolean(n, "network.overlay.encrypt", p)),
         })
         .unwrap_or_default();
     RawNetwork {
@@ -351,6 +357,9 @@ fn hosts(node: &Node, p: &mut Problems) -> Option<Spanned<Vec<RawHost>>> {
                         p,
                     )
                     .and_then(|n| roles(n, &join(&path, "roles"), p)),
+                overlay_backend: f
+                    .get("overlay_backend")
+                    .and_then(|n| backend(n, &join(&path, "overlay_backend"), p)),
                 settings: host_settings(&f, &path, p),
             })
         })
@@ -780,6 +789,38 @@ fn vip(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<Vip>> {
         }
     };
     Some(spanned(value, node))
+}
+
+fn backend(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<Backend>> {
+    const EXPECTED: &str = "`auto`, `vxlan` or `direct`";
+    let text = scalar(node, field, EXPECTED, p)?;
+    match Backend::ALL.iter().find(|b| b.as_str() == text) {
+        Some(b) => Some(spanned(*b, node)),
+        None => {
+            p.add(
+                Some(node.mark),
+                field,
+                format!("expected {EXPECTED}, found `{}`", shorten(text)),
+            );
+            None
+        }
+    }
+}
+
+fn boolean(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<bool>> {
+    const EXPECTED: &str = "`true` or `false`";
+    match scalar(node, field, EXPECTED, p)? {
+        "true" => Some(spanned(true, node)),
+        "false" => Some(spanned(false, node)),
+        other => {
+            p.add(
+                Some(node.mark),
+                field,
+                format!("expected {EXPECTED}, found `{}`", shorten(other)),
+            );
+            None
+        }
+    }
 }
 
 fn mtu(node: &Node, field: &str, p: &mut Problems) -> Option<Spanned<Option<u32>>> {

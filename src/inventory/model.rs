@@ -64,6 +64,8 @@ pub struct Host {
     pub kubelet_extra: serde_yaml::Mapping,
     /// Extra containerd settings merged over the generated config.toml.
     pub containerd_extra: serde_yaml::Mapping,
+    /// This host's own `overlay_backend`, over `network.overlay.backend`.
+    pub overlay_backend: Option<Backend>,
 }
 
 impl Host {
@@ -81,12 +83,57 @@ pub struct SshSettings {
     pub connect_timeout_secs: u64,
 }
 
+/// How pod traffic travels to a peer (`network.overlay.backend`, `hosts[].overlay_backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// A plain route via the peer's host address when the peer is on the same L2 segment (the
+    /// host's route to it has no gateway), VXLAN otherwise; decided per peer on the host.
+    Auto,
+    /// Always VXLAN.
+    Vxlan,
+    /// Always a plain route via the peer's host address (the hosts share an L2 segment).
+    Direct,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 3] = [Backend::Auto, Backend::Vxlan, Backend::Direct];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Vxlan => "vxlan",
+            Backend::Direct => "direct",
+        }
+    }
+
+    /// What a pair of hosts uses between them, from both ends' settings: VXLAN when either
+    /// asks for it (so both directions take the same path), else direct when either does.
+    pub fn pair(self, other: Backend) -> Backend {
+        match (self, other) {
+            (Backend::Vxlan, _) | (_, Backend::Vxlan) => Backend::Vxlan,
+            (Backend::Direct, _) | (_, Backend::Direct) => Backend::Direct,
+            _ => Backend::Auto,
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Overlay {
     pub vni: u32,
     pub port: u16,
-    /// `None` means: underlay MTU minus the VXLAN overhead, from facts.
+    /// `None` means: underlay MTU minus the overhead of the encapsulation in use, from facts.
     pub mtu: Option<u32>,
+    /// Every host's backend unless the host sets its own (`hosts[].overlay_backend`).
+    pub backend: Backend,
+    /// Pod traffic between hosts goes through WireGuard.
+    pub encrypt: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::Role;
 use super::tree::Mark;
+use super::{Backend, Role};
 
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +66,7 @@ pub struct RawHost {
     pub name: Option<Spanned<String>>,
     pub address: Option<Spanned<IpAddr>>,
     pub roles: Option<Spanned<Vec<Spanned<Role>>>>,
+    pub overlay_backend: Option<Spanned<Backend>>,
     pub settings: RawHostSettings,
 }
 
@@ -91,6 +92,8 @@ pub struct RawOverlay {
     pub port: Option<Spanned<u16>>,
     /// `Some(None)` is an explicit `auto`.
     pub mtu: Option<Spanned<Option<u32>>>,
+    pub backend: Option<Spanned<Backend>>,
+    pub encrypt: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -211,7 +211,7 @@ hosts:
 ",
     [
         "inv.yaml:3:5: hosts[0].address: missing: give the host's IPv4 or IPv6 address",
-        "inv.yaml:4:5: hosts[0].adress: unknown field (did you mean `address`?); valid fields here: name, address, roles, user, port, identity_file, sudo, kubelet_extra, containerd_extra",
+        "inv.yaml:4:5: hosts[0].adress: unknown field (did you mean `address`?); valid fields here: name, address, roles, overlay_backend, user, port, identity_file, sudo, kubelet_extra, containerd_extra",
     ]
 );
 
@@ -977,6 +977,8 @@ hosts:
                 vni: 42,
                 port: 4789,
                 mtu: None,
+                backend: crate::inventory::Backend::Auto,
+                encrypt: false,
             },
         }
     );
@@ -994,6 +996,7 @@ hosts:
             roles: Role::ALL.into_iter().collect(),
             kubelet_extra: serde_yaml::Mapping::new(),
             containerd_extra: serde_yaml::Mapping::new(),
+            overlay_backend: None,
         }]
     );
 }
@@ -1040,6 +1043,8 @@ hosts:
             vni: 7,
             port: 8472,
             mtu: Some(1450),
+            backend: crate::inventory::Backend::Auto,
+            encrypt: false,
         }
     );
     let summary: Vec<_> = inv
@@ -1472,7 +1477,7 @@ hosts:
   - {<<: *node, name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
-        "inv.yaml:1:27: hosts[0].rolez: unknown field (did you mean `roles`?); valid fields here: name, address, roles, user, port, identity_file, sudo, kubelet_extra, containerd_extra"
+        "inv.yaml:1:27: hosts[0].rolez: unknown field (did you mean `roles`?); valid fields here: name, address, roles, overlay_backend, user, port, identity_file, sudo, kubelet_extra, containerd_extra"
     ]
 );
 
@@ -1804,3 +1809,64 @@ fn artifacts_source_url_or_local_paths() {
         ]
     );
 }
+
+#[test]
+fn overlay_backend_defaults_to_auto_and_a_host_may_override_it() {
+    let inv = good(
+        r"
+cluster: {name: c1}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+  - {name: n2, address: 192.168.1.2, roles: [worker], overlay_backend: vxlan}
+",
+    );
+    assert_eq!(inv.network.overlay.backend, crate::inventory::Backend::Auto);
+    assert!(!inv.network.overlay.encrypt);
+    assert_eq!(inv.hosts[0].overlay_backend, None);
+    assert_eq!(
+        inv.hosts[1].overlay_backend,
+        Some(crate::inventory::Backend::Vxlan)
+    );
+    let inv = good(
+        r"
+cluster: {name: c1}
+network:
+  overlay: {backend: direct, encrypt: false}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+",
+    );
+    assert_eq!(
+        inv.network.overlay.backend,
+        crate::inventory::Backend::Direct
+    );
+}
+
+bad!(
+    overlay_backend_unknown,
+    r"
+cluster: {name: c1}
+network:
+  overlay: {backend: ipip}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker], overlay_backend: gre}
+",
+    [
+        "inv.yaml:3:22: network.overlay.backend: expected `auto`, `vxlan` or `direct`, found `ipip`",
+        "inv.yaml:5:93: hosts[0].overlay_backend: expected `auto`, `vxlan` or `direct`, found `gre`"
+    ]
+);
+
+bad!(
+    overlay_encrypt_is_refused_until_built,
+    r"
+cluster: {name: c1}
+network:
+  overlay: {encrypt: true}
+hosts:
+  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
+",
+    [
+        "inv.yaml:3:22: network.overlay.encrypt: `true` is not built yet: director-boot cannot encrypt pod traffic between hosts (WireGuard is not part of the overlay yet), and accepting it would send pod traffic in clear; remove it or set `false`"
+    ]
+);

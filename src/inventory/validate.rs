@@ -12,8 +12,8 @@ use super::problems::{Problems, join};
 use super::raw::*;
 use super::tree::{Mark, shorten};
 use super::{
-    ArtifactsSource, ControlPlaneEndpoint, EndpointHost, Host, Inventory, Network, Overlay, Role,
-    SshEndpoint, SshSettings,
+    ArtifactsSource, Backend, ControlPlaneEndpoint, EndpointHost, Host, Inventory, Network,
+    Overlay, Role, SshEndpoint, SshSettings,
 };
 
 pub const DEFAULT_USER: &str = "root";
@@ -358,6 +358,14 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
             format!("{mtu} is below IPv6's minimum MTU: with an IPv6 pod_cidr use auto or {IPV6_MIN_MTU}..=9000"),
         );
     }
+    // Pod traffic must never be believed encrypted while it travels in clear.
+    if let Some(Spanned { value: true, mark }) = &overlay.encrypt {
+        p.add(
+            Some(*mark),
+            "network.overlay.encrypt",
+            "`true` is not built yet: director-boot cannot encrypt pod traffic between hosts (WireGuard is not part of the overlay yet), and accepting it would send pod traffic in clear; remove it or set `false`",
+        );
+    }
     Network {
         pod_cidr: pod,
         service_cidr: service,
@@ -366,6 +374,8 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
             vni: or_default(&overlay.vni, DEFAULT_VNI).0,
             port: or_default(&overlay.port, DEFAULT_VXLAN_PORT).0,
             mtu: or_default(&overlay.mtu, None).0,
+            backend: or_default(&overlay.backend, Backend::Auto).0,
+            encrypt: or_default(&overlay.encrypt, false).0,
         },
     }
 }
@@ -927,6 +937,7 @@ fn host(
             .collect::<BTreeSet<_>>(),
         kubelet_extra: extra(&s.kubelet_extra, &defaults.kubelet_extra),
         containerd_extra: extra(&s.containerd_extra, &defaults.containerd_extra),
+        overlay_backend: h.overlay_backend.as_ref().map(|b| b.value),
     })
 }
 

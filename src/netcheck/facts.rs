@@ -8,6 +8,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct NetFacts {
     pub kernel: String,
+    /// peer -> how this host reaches its pods (`direct`, `vxlan`), from the overlay script.
+    pub paths: BTreeMap<String, String>,
     pub ip_forward: Option<bool>,
     pub rp_filter_all: Option<u8>,
     pub rp_filter_underlay: Option<u8>,
@@ -62,6 +64,11 @@ impl NetFacts {
         let s = |k: &str| kv.get(k).cloned().unwrap_or_default();
         NetFacts {
             kernel: s("kernel"),
+            paths: s("paths")
+                .split_whitespace()
+                .filter_map(|w| w.split_once(':'))
+                .map(|(peer, path)| (peer.to_string(), path.to_string()))
+                .collect(),
             ip_forward: flag(kv.get("ip_forward")),
             rp_filter_all: num(kv.get("rp_filter_all")),
             rp_filter_underlay: num(kv.get("rp_filter_underlay")),

@@ -74,7 +74,11 @@ fn heatmap(
                             let (label, score) = f(p);
                             Cell {
                                 label,
-                                title: format!("{from} → {to}"),
+                                title: format!(
+                                    "{from} → {to}: {}{}",
+                                    p.backend,
+                                    if p.encrypted { ", encrypted" } else { "" }
+                                ),
                                 color: color(score),
                             }
                         }
@@ -102,10 +106,12 @@ pub fn render(renderer: &Renderer, r: &Report) -> Result<String, RenderError> {
             |p| {
                 (
                     format!(
-                        "{:.0}% · {} ({}) Gbit/s",
+                        "{:.0}% · {} ({}) Gbit/s · {}{}",
                         p.efficiency.unwrap_or(0.0) * 100.0,
                         gbit(p.overlay.tcp_bps),
-                        gbit(p.underlay.tcp_bps)
+                        gbit(p.underlay.tcp_bps),
+                        p.backend,
+                        if p.encrypted { "+wg" } else { "" }
                     ),
                     p.efficiency.map(|e| (e - 0.5) * 2.0),
                 )
@@ -188,6 +194,8 @@ pub(crate) mod tests {
                 pairs.push(PairResult {
                     from: a.clone(),
                     to: b.clone(),
+                    backend: "direct".into(),
+                    encrypted: false,
                     overlay: if dead {
                         Measurement::failed("connect timeout")
                     } else {

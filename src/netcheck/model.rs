@@ -53,6 +53,10 @@ pub struct Diagnosis {
 pub struct PairResult {
     pub from: String,
     pub to: String,
+    /// How `from` reaches `to`'s pods: `direct`, `vxlan`, or `unknown` (an older overlay).
+    pub backend: String,
+    /// The pair's pod traffic is encrypted between the hosts.
+    pub encrypted: bool,
     pub overlay: Measurement,
     pub underlay: Measurement,
     /// Overlay single-stream TCP / underlay single-stream TCP.

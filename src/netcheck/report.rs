@@ -106,6 +106,9 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(out);
     if r.nodes.len() <= MATRIX_MAX_NODES {
+        matrix(&mut out, "Path (backend, +wg when encrypted)", r, |p| {
+            format!("{}{}", p.backend, if p.encrypted { "+wg" } else { "" })
+        });
         matrix(
             &mut out,
             "TCP, 1 stream, Gbit/s: overlay (underlay) efficiency",
@@ -174,9 +177,10 @@ pub fn render(r: &Report) -> String {
         for p in worst {
             let _ = writeln!(
                 out,
-                "  {:>12} → {:<12} {} ({}) Gbit/s {}  UDP loss {}",
+                "  {:>12} → {:<12} {:<7} {} ({}) Gbit/s {}  UDP loss {}",
                 p.from,
                 p.to,
+                p.backend,
                 gbit(p.overlay.tcp_bps),
                 gbit(p.underlay.tcp_bps),
                 pct(p.efficiency),

@@ -530,9 +530,16 @@ pub async fn run(
                 overlay_port: inv.network.overlay.port,
                 overlay_mtu,
             });
+            let backend = facts
+                .get(a)
+                .and_then(|f| f.paths.get(b))
+                .cloned()
+                .unwrap_or_else(|| "unknown".into());
             let mut p = PairResult {
                 from: a.clone(),
                 to: b.clone(),
+                backend,
+                encrypted: false,
                 overlay,
                 underlay,
                 efficiency,
@@ -543,7 +550,8 @@ pub async fn run(
             };
             judge(&mut p, &opts.thresholds);
             runner.say(&format!(
-                "  {a:>12} → {b:<12} {} Gbit/s (underlay {}) {}{}  ({:.1} s)",
+                "  {a:>12} → {b:<12} {:<7} {} Gbit/s (underlay {}) {}{}  ({:.1} s)",
+                p.backend,
                 super::report::gbit(p.overlay.tcp_bps),
                 super::report::gbit(p.underlay.tcp_bps),
                 p.efficiency
@@ -656,6 +664,8 @@ mod tests {
         let mut p = PairResult {
             from: "a".into(),
             to: "b".into(),
+            backend: "vxlan".into(),
+            encrypted: false,
             overlay: m(8e9, 0.0),
             underlay: m(10e9, 0.0),
             efficiency: Some(0.8),

@@ -824,6 +824,7 @@ fn spec_from_inventory() {
         roles: roles.iter().copied().collect(),
         kubelet_extra: Default::default(),
         containerd_extra: Default::default(),
+        overlay_backend: None,
     };
     let inv = Inventory {
         path: "inv.yaml".into(),
@@ -844,6 +845,8 @@ fn spec_from_inventory() {
                 vni: 1,
                 port: 4789,
                 mtu: None,
+                backend: crate::inventory::Backend::Auto,
+                encrypt: false,
             },
         },
         hosts: vec![

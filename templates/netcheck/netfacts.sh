@@ -4,6 +4,8 @@
 dev="$1"; port="$2"; under="$3"; br="$4"
 sys() { cat "/proc/sys/$1" 2>/dev/null || echo missing; }
 echo "kernel=$(uname -r)"
+# How this host reaches each peer's pods (written by the overlay script): `node2:direct ...`.
+echo "paths=$(awk '{printf "%s:%s ", $1, $2}' /run/director-boot/overlay-backends 2>/dev/null)"
 echo "ip_forward=$(sys net/ipv4/ip_forward)"
 echo "rp_filter_all=$(sys net/ipv4/conf/all/rp_filter)"
 echo "rp_filter_underlay=$(sys net/ipv4/conf/$under/rp_filter)"
