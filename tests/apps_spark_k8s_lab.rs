@@ -188,7 +188,12 @@ fn spark_submit_cluster_mode_and_jupyter_run_pi_on_kubernetes() {
     );
     let line = text
         .lines()
-        .find(|l| l.contains("spark-submit --master k8s://https://10.213.0."))
+        .find(|l| {
+            l.contains(&format!(
+                "spark-submit --master k8s://https://10.213.{}.",
+                lab_slot()
+            ))
+        })
         .unwrap_or_else(|| panic!("no spark-submit line in: {text}"))
         .trim()
         .to_string();
