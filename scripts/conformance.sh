@@ -105,12 +105,12 @@ E2E_ARGS=(--kubeconfig="$KUBECONFIG_FILE" --provider=skeleton --kubectl-path="$K
 
 rc=0
 log "parallel part ($PROCS processes): focus $FOCUS"
-"$GINKGO" --procs="$PROCS" --timeout="$TIMEOUT" --no-color --poll-progress-after=10m \
+"$GINKGO" --procs="$PROCS" --timeout="$TIMEOUT" --no-color --silence-skips --poll-progress-after=10m \
   --focus="$FOCUS" --skip="$(skip_with '\[Serial\]')" \
   --output-dir="$REPORT_DIR" --junit-report=junit_parallel.xml \
   "$E2E" -- "${E2E_ARGS[@]}" >"$REPORT_DIR/parallel.log" 2>&1 || rc=1
 log "serial part: focus $FOCUS, [Serial]"
-"$GINKGO" --timeout="$TIMEOUT" --no-color --poll-progress-after=10m \
+"$GINKGO" --timeout="$TIMEOUT" --no-color --silence-skips --poll-progress-after=10m \
   --focus="\\[Serial\\].*($FOCUS)|($FOCUS).*\\[Serial\\]" ${SKIP:+--skip="$SKIP"} \
   --output-dir="$REPORT_DIR" --junit-report=junit_serial.xml \
   "$E2E" -- "${E2E_ARGS[@]}" >"$REPORT_DIR/serial.log" 2>&1 || rc=1
