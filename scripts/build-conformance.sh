@@ -23,7 +23,10 @@
 #   glibc-dns-testing 2.0.0  Debian bookworm + dnsutils + /coredns (upstream: bookworm-slim)
 #   nginx 1.15-4, 1.27-0     Debian's nginx on port 80 in the foreground
 #   nautilus 1.8, kitten 1.8 agnhost + the html/ files, cmd test-webserver
-#   busybox 1.37.0-1         Debian's busybox-static with every applet linked
+#   busybox 1.37.0-1         busybox 1.37.0 built static from its source with `make defconfig`
+#                            (as the upstream image; Debian's busybox-static drops environment
+#                            variables with names like "data-1", which tests check), every
+#                            applet linked in /bin
 #   pause 3.10.2             images/pause/pause.c, static
 #   sample-apiserver 1.29.2  k8s.io/sample-apiserver's main at the cluster's version
 #   etcd 3.6.8-0             the mirror's etcd/etcdctl (3.6) under /usr/local/bin
@@ -38,6 +41,10 @@ readonly SUITE=bookworm
 readonly DEBIAN_PACKAGES=(bash curl bind9-dnsutils netcat-openbsd iproute2 iperf util-linux
   nginx procps ca-certificates iputils-ping)
 readonly E2E=registry.k8s.io/e2e-test-images
+# busybox's source as Debian's archive serves it (the pristine upstream tarball).
+readonly BUSYBOX_VERSION=1.37.0
+readonly BUSYBOX_URL=http://deb.debian.org/debian/pool/main/b/busybox/busybox_$BUSYBOX_VERSION.orig.tar.bz2
+readonly BUSYBOX_SHA256=3311dff32e746499f4df0d5df04d7eb396382d7e108bb9250e7b519b837043a4
 IMAGE_CREATED=$(date -u -d "@${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)
 readonly IMAGE_CREATED
 
@@ -79,7 +86,7 @@ EOF
 
 require_tools() {
   local missing=() t
-  for t in go gcc umoci tar jq debootstrap apt-get dpkg-deb sha256sum flock "$@"; do
+  for t in go gcc make curl bzip2 umoci tar jq debootstrap sha256sum flock "$@"; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
   ((${#missing[@]} == 0)) && return 0
@@ -208,23 +215,43 @@ debian_base() {
   printf '%s\n' "$dir"
 }
 
+# busybox from source, static, upstream's defconfig (tc left out: it does not build against
+# current kernel headers). Cached by version.
+busybox_binary() {
+  local out=$WORK/busybox-$BUSYBOX_VERSION tarball=$WORK/busybox-$BUSYBOX_VERSION.tar.bz2 src
+  if [[ ! -x $out ]]; then
+    if [[ ! -s $tarball ]] || [[ $(sha_of <"$tarball") != "$BUSYBOX_SHA256" ]]; then
+      log "images: fetching $BUSYBOX_URL"
+      curl -fsSL -o "$tarball.tmp" "$BUSYBOX_URL"
+      [[ $(sha_of <"$tarball.tmp") == "$BUSYBOX_SHA256" ]] || die "sha256 mismatch: $BUSYBOX_URL"
+      mv -f "$tarball.tmp" "$tarball"
+    fi
+    src=$WORK/busybox-src
+    rm -rf "$src"
+    mkdir -p "$src"
+    tar -C "$src" --strip-components=1 -xjf "$tarball"
+    log "images: building busybox $BUSYBOX_VERSION (static, defconfig; a few minutes)"
+    make -C "$src" defconfig >/dev/null
+    sed -i 's/^# CONFIG_STATIC is not set/CONFIG_STATIC=y/; s/^CONFIG_TC=y/# CONFIG_TC is not set/' \
+      "$src/.config"
+    make -C "$src" -j2 >"$WORK/busybox-build.log" 2>&1 ||
+      die "busybox build failed; see $WORK/busybox-build.log"
+    install -m 0755 "$src/busybox" "$out"
+    rm -rf "$src"
+  fi
+  printf '%s\n' "$out"
+}
+
 busybox_root() {
-  local root=$1 debs=$WORK/debs bb applet deb
-  mkdir -p "$debs"
-  compgen -G "$debs/busybox-static_*.deb" >/dev/null ||
-    (cd "$debs" && apt-get download busybox-static >/dev/null 2>&1) ||
-    { apt-get update -qq && (cd "$debs" && apt-get download busybox-static); }
-  deb=$(compgen -G "$debs/busybox-static_*.deb" | sort -V | tail -n 1)
-  rm -rf "$WORK/busybox-deb"
-  dpkg-deb -x "$deb" "$WORK/busybox-deb"
-  bb=$WORK/busybox-deb/bin/busybox
+  local root=$1 bb applet
+  bb=$(busybox_binary)
   install -D -m 0755 "$bb" "$root/bin/busybox"
+  # Every applet in /bin, as in the upstream image (tests run /bin/sysctl, /bin/sh, ...).
   while read -r applet; do
-    [[ $applet == bin/busybox ]] && continue
-    mkdir -p "$root/$(dirname "$applet")"
-    ln -sf /bin/busybox "$root/$applet"
-  done < <("$bb" --list-full)
-  mkdir -p "$root/tmp" "$root/etc" "$root/root" "$root/home" "$root/var" "$root/usr/sbin"
+    [[ $applet == busybox ]] && continue
+    ln -sf busybox "$root/bin/$applet"
+  done < <("$bb" --list)
+  mkdir -p "$root/tmp" "$root/etc" "$root/root" "$root/home" "$root/var"
   chmod 1777 "$root/tmp"
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
@@ -269,7 +296,8 @@ build_images() {
     sha_of <"$REPO_ROOT/images/pause/pause.c"
     sha_of <"$MIRROR/bin/etcd"
     sha_of <"$MIRROR/bin/coredns"
-    declare -f debian_base busybox_root layer image build_images
+    printf '%s\n' "$BUSYBOX_VERSION" "$BUSYBOX_SHA256"
+    declare -f debian_base busybox_binary busybox_root layer image build_images
   } | sha_of)
   if current images "$fp" && [[ -s $ARCHIVE ]]; then
     log "images: up to date ($ARCHIVE)"
