@@ -97,21 +97,22 @@ fi
 
 # The conformance tag is always part of the focus.
 [[ $FOCUS == *'[Conformance\]'* ]] || FOCUS="($FOCUS).*\\[Conformance\\]|\\[Conformance\\].*($FOCUS)"
-skip_with() { if [[ -n $SKIP ]]; then printf '%s|%s' "$SKIP" "$1"; else printf '%s' "$1"; fi; }
 
 E2E_ARGS=(--kubeconfig="$KUBECONFIG_FILE" --provider=skeleton --kubectl-path="$KUBECTL"
   --report-dir="$REPORT_DIR" --e2e-output-dir="$REPORT_DIR" --disable-log-dump
   --dump-logs-on-failure=false)
 
 rc=0
-log "parallel part ($PROCS processes): focus $FOCUS"
+# [Serial] is a ginkgo label of the suite: the parallel part leaves those specs out, the serial
+# part runs only them (the same focus for both).
+log "parallel part ($PROCS processes): focus $FOCUS, not [Serial]"
 "$GINKGO" --procs="$PROCS" --timeout="$TIMEOUT" --no-color --silence-skips --poll-progress-after=10m \
-  --focus="$FOCUS" --skip="$(skip_with '\[Serial\]')" \
+  --focus="$FOCUS" ${SKIP:+--skip="$SKIP"} --label-filter='!Serial' \
   --output-dir="$REPORT_DIR" --junit-report=junit_parallel.xml \
   "$E2E" -- "${E2E_ARGS[@]}" >"$REPORT_DIR/parallel.log" 2>&1 || rc=1
 log "serial part: focus $FOCUS, [Serial]"
 "$GINKGO" --timeout="$TIMEOUT" --no-color --silence-skips --poll-progress-after=10m \
-  --focus="\\[Serial\\].*($FOCUS)|($FOCUS).*\\[Serial\\]" ${SKIP:+--skip="$SKIP"} \
+  --focus="$FOCUS" ${SKIP:+--skip="$SKIP"} --label-filter='Serial' \
   --output-dir="$REPORT_DIR" --junit-report=junit_serial.xml \
   "$E2E" -- "${E2E_ARGS[@]}" >"$REPORT_DIR/serial.log" 2>&1 || rc=1
 wall=$((SECONDS - START))
