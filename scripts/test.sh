@@ -9,9 +9,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DIRECTOR_BOOT_CACHE_DIR/cargo-targ
 
 # --long: also the long scenarios CI leaves out (several HA failovers, the measurements that
 # compare configurations); run them by hand and report what they measured.
-if [ "${1:-}" = "--long" ]; then
-  export DIRECTOR_BOOT_LONG_TESTS=1 HA_FAILOVER_ROUNDS="${HA_FAILOVER_ROUNDS:-3}"
-fi
+# --conformance: tests/conformance_lab.rs runs the whole upstream conformance set (hours on 2
+# cores) instead of CI's [sig-network] subset.
+for arg in "$@"; do
+  case $arg in
+    --long) export DIRECTOR_BOOT_LONG_TESTS=1 HA_FAILOVER_ROUNDS="${HA_FAILOVER_ROUNDS:-3}" ;;
+    --conformance) export DIRECTOR_BOOT_CONFORMANCE=full ;;
+    *) echo "usage: $0 [--long] [--conformance]" >&2; exit 2 ;;
+  esac
+done
 
 scripts/install-deps.sh
 cargo fmt --all -- --check
@@ -29,6 +35,10 @@ fi
 scripts/verify-mirror.sh
 # The Spark image (Debian + OpenJDK + pyspark/Jupyter from PyPI) for the apps lab test (cached).
 scripts/build-app-images.sh spark
+# The upstream conformance suite (e2e.test, ginkgo) and its images for tests/conformance_lab.rs
+# (cached; cold: the e2e.test build is the long part).
+scripts/build-conformance.sh
+export DIRECTOR_BOOT_REQUIRE_CONFORMANCE=1
 # Every test target; the lab tests in two lanes, each its own lab slot (two labs side by side),
 # one test at a time inside a lane (scripts/lib/test-lanes.sh).
 source scripts/lib/test-lanes.sh
