@@ -29,5 +29,8 @@ fi
 scripts/verify-mirror.sh
 # The Spark image (Debian + OpenJDK + pyspark/Jupyter from PyPI) for the apps lab test (cached).
 scripts/build-app-images.sh spark
+# The Cassandra image (the same Debian layer + Cassandra's jars by mvn from Maven Central) for
+# tests/apps_cassandra_lab.rs (cached).
+scripts/build-app-images.sh cassandra
 # Lab tests share one lab (fixed bridge and namespace names): one test thread.
 cargo test -- --test-threads=1

@@ -906,15 +906,32 @@ fn cassandra_hooks_and_disruption_budgets() {
             .unwrap()
             .contains("nodetool cleanup")
     );
-    // Default: data in an emptyDir (a fresh cluster has no provisioner); storage on request.
-    assert!(seed.statefulset["spec"]["volumeClaimTemplates"].is_null());
-    let with_volumes = Overrides {
-        sets: vec!["seed.storage.size=2Gi".into()],
-        ..Overrides::default()
-    };
-    let r = prepare("cassandra", &with_volumes).unwrap();
-    let claims = &r.roles[0].statefulset["spec"]["volumeClaimTemplates"][0];
-    assert_eq!(claims["metadata"]["name"], "data");
+    assert!(
+        scripts["seed-delnodes.sh"]
+            .as_str()
+            .unwrap()
+            .contains("nodetool cleanup")
+    );
+    // Every member's data on its own claim (the cluster's default StorageClass).
+    for role in &r.roles {
+        let claims = &role.statefulset["spec"]["volumeClaimTemplates"][0];
+        assert_eq!(claims["metadata"]["name"], "data");
+        assert_eq!(claims["spec"]["resources"]["requests"]["storage"], "2Gi");
+    }
+    // The ring's cassandra.yaml: the instance's name, every seed, the snitch.
+    let yaml = scripts["cassandra.yaml"].as_str().unwrap();
+    assert!(yaml.contains("cluster_name: \"cassandra\""), "{yaml}");
+    assert!(
+        yaml.contains(
+            "seeds: \"cassandra-seed-0.cassandra.cassandra.svc.cluster.local,\
+             cassandra-seed-1.cassandra.cassandra.svc.cluster.local\""
+        ),
+        "{yaml}"
+    );
+    assert!(yaml.contains("endpoint_snitch: GossipingPropertyFileSnitch"));
+    // The heap from the member's memory limit (1536 MiB): 40 %.
+    let node = scripts["seed.sh"].as_str().unwrap();
+    assert!(node.contains("export MAX_HEAP_SIZE=614M"), "{node}");
 }
 
 #[test]
