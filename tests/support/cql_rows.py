@@ -1,9 +1,9 @@
 """CQL client of the Cassandra lab test (PyPI's cassandra-driver), run from outside the cluster.
 
-    cql_rows.py HOST PORT write ROWS      keyspace lab (replication factor 3), table rows,
-                                          ROWS rows written at consistency QUORUM
-    cql_rows.py HOST PORT read ROWS CL    reads every row back at consistency CL (ONE, QUORUM,
-                                          ALL); fails unless all ROWS are there and right
+    cql_rows.py HOST PORT write ROWS [CL]  keyspace lab (replication factor 3), table rows,
+                                           ROWS rows written at consistency CL (default QUORUM)
+    cql_rows.py HOST PORT read ROWS [CL]   reads every row back at consistency CL (ONE, QUORUM,
+                                           ALL); fails unless all ROWS are there and right
 
 HOST:PORT is one member's CQL NodePort. The driver talks to that address only (the others'
 addresses are pod IPs, not reachable from outside), and that member coordinates.
