@@ -8,7 +8,10 @@
 #                 /opt/venv with pyspark 4.0.1 and Jupyter Notebook 7 (images/spark/)
 #     <name>.json ref, sha256, size, layers, fingerprint of the inputs
 #
-#   scripts/build-app-images.sh [spark] [--verify] [--force]
+#     cassandra.tar localhost/director-boot/cassandra:5.0.9  the same Debian layer + Cassandra's
+#                 jars from Maven Central (images/cassandra/, scripts/lib/app-cassandra.sh)
+#
+#   scripts/build-app-images.sh [spark] [cassandra] [--verify] [--force]
 #   scripts/build-app-images.sh symphony --installer FILE [--entitlement FILE]
 #     symphony.tar  localhost/director-boot/symphony:7.3.2 from IBM's licensed installer, which
 #                   the user supplies (images/symphony/README.md); without --installer it says
@@ -58,6 +61,8 @@ readonly HOST_CA=${DIRECTOR_BOOT_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 
 # shellcheck source=scripts/lib/oci.sh
 source "$REPO_ROOT/scripts/lib/oci.sh"
+# shellcheck source=scripts/lib/app-cassandra.sh
+source "$REPO_ROOT/scripts/lib/app-cassandra.sh"
 
 TARGETS=()
 VERIFY=0
@@ -70,9 +75,11 @@ die() { log "ERROR: $*"; exit 1; }
 
 usage() {
   cat <<EOF
-usage: $0 [spark] [--verify] [--force]
+usage: $0 [spark] [cassandra] [--verify] [--force]
   spark          localhost/director-boot/spark:$SPARK_VERSION -> \$CACHE/app-images/spark.tar
                  (the default when no image is named)
+  cassandra      localhost/director-boot/cassandra:$CASSANDRA_VERSION -> \$CACHE/app-images/cassandra.tar
+                 (scripts/lib/app-cassandra.sh; jars by mvn from Maven Central)
   --verify       run the built images (nspawn/chroot) and import them into a throw-away
                  containerd; fails loudly on any check
   --force        rebuild even when the cache says the archive is current
@@ -90,7 +97,7 @@ EOF
 parse_args() {
   while (($#)); do
     case $1 in
-      spark | symphony) TARGETS+=("$1") ;;
+      spark | cassandra | symphony) TARGETS+=("$1") ;;
       --installer) INSTALLER=${2:?--installer needs a file}; shift ;;
       --entitlement) ENTITLEMENT=${2:?--entitlement needs a file}; shift ;;
       --verify) VERIFY=1 ;;

@@ -35,6 +35,9 @@ fi
 scripts/verify-mirror.sh
 # The Spark image (Debian + OpenJDK + pyspark/Jupyter from PyPI) for the apps lab test (cached).
 scripts/build-app-images.sh spark
+# The Cassandra image (the same Debian layer + Cassandra's jars by mvn from Maven Central) for
+# tests/apps_cassandra_lab.rs (cached).
+scripts/build-app-images.sh cassandra
 # The upstream conformance suite (e2e.test, ginkgo) and its images for tests/conformance_lab.rs
 # (cached; cold: the e2e.test build is the long part).
 scripts/build-conformance.sh

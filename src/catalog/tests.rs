@@ -909,10 +909,33 @@ fn cassandra_hooks_and_disruption_budgets() {
             .unwrap()
             .contains("nodetool cleanup")
     );
-    // Default: a claim per member of the cluster's default StorageClass.
-    let claims = &seed.statefulset["spec"]["volumeClaimTemplates"][0];
-    assert_eq!(claims["metadata"]["name"], "data");
-    assert!(claims["spec"].get("storageClassName").is_none());
+    assert!(
+        scripts["seed-delnodes.sh"]
+            .as_str()
+            .unwrap()
+            .contains("nodetool cleanup")
+    );
+    // Every member's data on its own claim (the cluster's default StorageClass).
+    for role in &r.roles {
+        let claims = &role.statefulset["spec"]["volumeClaimTemplates"][0];
+        assert_eq!(claims["metadata"]["name"], "data");
+        assert_eq!(claims["spec"]["resources"]["requests"]["storage"], "2Gi");
+        assert!(claims["spec"].get("storageClassName").is_none());
+    }
+    // The ring's cassandra.yaml: the instance's name, every seed, the snitch.
+    let yaml = scripts["cassandra.yaml"].as_str().unwrap();
+    assert!(yaml.contains("cluster_name: \"cassandra\""), "{yaml}");
+    assert!(
+        yaml.contains(
+            "seeds: \"cassandra-seed-0.cassandra.cassandra.svc.cluster.local,\
+             cassandra-seed-1.cassandra.cassandra.svc.cluster.local\""
+        ),
+        "{yaml}"
+    );
+    assert!(yaml.contains("endpoint_snitch: GossipingPropertyFileSnitch"));
+    // The heap from the member's memory limit (1536 MiB): 40 %.
+    let node = scripts["seed.sh"].as_str().unwrap();
+    assert!(node.contains("export MAX_HEAP_SIZE=614M"), "{node}");
 }
 
 #[test]
