@@ -6,9 +6,11 @@
 #   ${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/app-images/
 #     spark.tar   localhost/director-boot/spark:4.0.1   Debian bookworm + OpenJDK 17 JRE +
 #                 /opt/venv with pyspark 4.0.1 and Jupyter Notebook 7 (images/spark/)
+#     hadoop.tar  localhost/director-boot/hadoop:3.4.2  the same Debian + JRE layer + Hadoop's
+#                 jars from Maven Central (images/hadoop/, scripts/lib/app-hadoop.sh)
 #     <name>.json ref, sha256, size, layers, fingerprint of the inputs
 #
-#   scripts/build-app-images.sh [spark] [--verify] [--force]
+#   scripts/build-app-images.sh [spark] [hadoop] [--verify] [--force]
 #
 # (netcheck's probe image is not built here: netcheck builds it from its own binary,
 # src/netcheck/probe_image.rs.)
@@ -52,6 +54,8 @@ readonly HOST_CA=${DIRECTOR_BOOT_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 
 # shellcheck source=scripts/lib/oci.sh
 source "$REPO_ROOT/scripts/lib/oci.sh"
+# shellcheck source=scripts/lib/app-hadoop.sh
+source "$REPO_ROOT/scripts/lib/app-hadoop.sh"
 
 TARGETS=()
 VERIFY=0
@@ -62,9 +66,11 @@ die() { log "ERROR: $*"; exit 1; }
 
 usage() {
   cat <<EOF
-usage: $0 [spark] [--verify] [--force]
+usage: $0 [spark] [hadoop] [--verify] [--force]
   spark          localhost/director-boot/spark:$SPARK_VERSION -> \$CACHE/app-images/spark.tar
                  (the default when no image is named)
+  hadoop         $HADOOP_REF -> \$CACHE/app-images/hadoop.tar
+                 (needs mvn and a JDK: Maven resolves the jars, images/hadoop/pom.xml)
   --verify       run the built images (nspawn/chroot) and import them into a throw-away
                  containerd; fails loudly on any check
   --force        rebuild even when the cache says the archive is current
@@ -78,7 +84,7 @@ EOF
 parse_args() {
   while (($#)); do
     case $1 in
-      spark) TARGETS+=("$1") ;;
+      spark | hadoop) TARGETS+=("$1") ;;
       --verify) VERIFY=1 ;;
       --force) FORCE=1 ;;
       -h | --help) usage; exit 0 ;;
