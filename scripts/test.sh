@@ -29,5 +29,8 @@ fi
 scripts/verify-mirror.sh
 # The Spark image (Debian + OpenJDK + pyspark/Jupyter from PyPI) for the apps lab test (cached).
 scripts/build-app-images.sh spark
+# The Hadoop image (the same Debian + JRE layer + Hadoop's jars resolved by Maven) for
+# tests/apps_hadoop_lab.rs (cached).
+scripts/build-app-images.sh hadoop
 # Lab tests share one lab (fixed bridge and namespace names): one test thread.
 cargo test -- --test-threads=1
