@@ -133,6 +133,7 @@ fn scale_datanodes(c: &Cluster, members: u32) -> (String, Duration) {
     let n = members.to_string();
     let t0 = Instant::now();
     let out = c.lab.run(&[
+        "--json",
         "apps",
         "scale",
         "hadoop",
@@ -146,6 +147,24 @@ fn scale_datanodes(c: &Cluster, members: u32) -> (String, Duration) {
     let took = t0.elapsed();
     let text = stdout(&out) + &stderr(&out);
     assert!(out.status.success(), "scale datanodes to {members}: {text}");
+    // The hooks' own output (the text report only names them).
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let hooks: String = v["hooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            format!(
+                "{} in {}: {}{}\n",
+                h["hook"],
+                h["pod"],
+                h["stdout"].as_str().unwrap_or(""),
+                h["stderr"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    eprintln!("hooks:\n{hooks}");
+    let text = text + &hooks;
     eprintln!(
         "apps scale hadoop --role datanode --members {members}: {:.1} s",
         took.as_secs_f64()
