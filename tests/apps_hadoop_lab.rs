@@ -123,7 +123,7 @@ fn replication_health(c: &Cluster) -> (u64, u64) {
         report
             .lines()
             .find_map(|l| l.trim_start().strip_prefix(name))
-            .and_then(|v| v.trim().split_whitespace().next()?.parse::<u64>().ok())
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             .unwrap_or(u64::MAX)
     };
     (field("Under replicated blocks:"), field("Missing blocks:"))
