@@ -105,7 +105,8 @@ build_hadoop() {
 # --verify: a whole single-node Hadoop inside the unpacked image, in its own network
 # namespace (nspawn --private-network, loopback only): NameNode, DataNode, ResourceManager
 # and NodeManager from the image's commands, the NameNode and ResourceManager web UIs,
-# `hdfs dfs -put/-get` byte-identical, and the MapReduce pi example on YARN.
+# `hdfs dfs -put/-get` byte-identical, and the MapReduce pi example on YARN; then the
+# catalog's DataNode decommissioning hooks against a NameNode and three DataNodes.
 verify_hadoop() {
   local bundle opts=() ref
   require_tools systemd-nspawn
@@ -122,6 +123,13 @@ verify_hadoop() {
   check hadoop-version "Hadoop $HADOOP_VERSION" "${run[@]}" hadoop version
   check hdfs-classpath 'share/hadoop/common/lib' "${run[@]}" hdfs classpath
   check hadoop-single-node 'single node: ok' "${run[@]}" /bin/bash /job/run.sh
+  # The catalog's decommissioning hooks against this image's HDFS (3 DataNodes, each in its
+  # own network namespace inside the machine).
+  install -m 0755 "$REPO_ROOT/scripts/lib/verify-hadoop-decommission.sh" "$VERIFY_DIR/hjob/decom.sh"
+  check hadoop-decommission 'decommission: ok' in_root "$bundle/rootfs" "${opts[@]}" \
+    --private-network --capability=CAP_NET_ADMIN,CAP_SYS_ADMIN --bind="$VERIFY_DIR/hjob:/job" \
+    --bind-ro="$REPO_ROOT/catalog/hadoop:/catalog" --setenv=HOME=/tmp -- \
+    /bin/bash /job/decom.sh /catalog
   log "verify hadoop: rootfs $(du -sh "$bundle/rootfs" | cut -f1) unpacked, archive $(du -h "$OUT/hadoop.tar" | cut -f1)"
   rm -rf "$bundle"
 }
