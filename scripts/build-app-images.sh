@@ -11,6 +11,10 @@
 #     <name>.json ref, sha256, size, layers, fingerprint of the inputs
 #
 #   scripts/build-app-images.sh [spark] [hadoop] [--verify] [--force]
+#   scripts/build-app-images.sh symphony --installer FILE [--entitlement FILE]
+#     symphony.tar  localhost/director-boot/symphony:7.3.2 from IBM's licensed installer, which
+#                   the user supplies (images/symphony/README.md); without --installer it says
+#                   what to download and from where
 #
 # (netcheck's probe image is not built here: netcheck builds it from its own binary,
 # src/netcheck/probe_image.rs.)
@@ -48,6 +52,8 @@ readonly CACHE_DIR=${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}
 readonly OUT=$CACHE_DIR/app-images
 readonly WORK=$OUT/work
 readonly SPARK_REQUIREMENTS=$REPO_ROOT/images/spark/requirements.txt
+# The entrypoint Spark's Kubernetes scheduler runs in driver and executor pods.
+readonly SPARK_ENTRYPOINT=$REPO_ROOT/images/spark/entrypoint.sh
 # The host's CA bundle, bind-mounted (never copied) for pip's downloads during the build:
 # a host behind a TLS-inspecting proxy trusts more than Debian's bundle does.
 readonly HOST_CA=${DIRECTOR_BOOT_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
@@ -60,6 +66,8 @@ source "$REPO_ROOT/scripts/lib/app-hadoop.sh"
 TARGETS=()
 VERIFY=0
 FORCE=0
+INSTALLER=""
+ENTITLEMENT=""
 
 log() { printf '[build-app-images %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -74,6 +82,10 @@ usage: $0 [spark] [hadoop] [--verify] [--force]
   --verify       run the built images (nspawn/chroot) and import them into a throw-away
                  containerd; fails loudly on any check
   --force        rebuild even when the cache says the archive is current
+  symphony --installer FILE [--entitlement FILE]
+                 localhost/director-boot/symphony:7.3.2 -> \$CACHE/app-images/symphony.tar from
+                 IBM's Symphony installer (podman or docker, Red Hat UBI 8 base); the
+                 entitlement is checked and kept beside the archive (0600), never in the image
 env: DIRECTOR_BOOT_CACHE_DIR (default \$HOME/.cache/director-boot),
      DIRECTOR_BOOT_DEBIAN_MIRROR (debootstrap's mirror; default: debootstrap's own),
      DIRECTOR_BOOT_HOST_CA (CA bundle pip uses while building; default $HOST_CA),
@@ -84,7 +96,9 @@ EOF
 parse_args() {
   while (($#)); do
     case $1 in
-      spark | hadoop) TARGETS+=("$1") ;;
+      spark | hadoop | symphony) TARGETS+=("$1") ;;
+      --installer) INSTALLER=${2:?--installer needs a file}; shift ;;
+      --entitlement) ENTITLEMENT=${2:?--entitlement needs a file}; shift ;;
       --verify) VERIFY=1 ;;
       --force) FORCE=1 ;;
       -h | --help) usage; exit 0 ;;
@@ -93,6 +107,14 @@ parse_args() {
     shift
   done
   ((${#TARGETS[@]})) || TARGETS=(spark)
+  if [[ -n $INSTALLER$ENTITLEMENT && ! " ${TARGETS[*]} " == *" symphony "* ]]; then
+    die "--installer and --entitlement are for the symphony image"
+  fi
+  # Before any lock or tool check: what to download, for anyone who asks for symphony.
+  if [[ " ${TARGETS[*]} " == *" symphony "* && -z $INSTALLER ]]; then
+    cat "$SYMPHONY_HELP" >&2
+    die "symphony: give IBM's installer with --installer FILE (see above)"
+  fi
 }
 
 require_tools() {
@@ -241,6 +263,7 @@ build_spark() {
   fp=$({
     printf '%s\n' "$SPARK_REF" "$SUITE" "$IMAGE_CREATED" "${SPARK_PACKAGES[@]}" "${SPARK_ENV[@]}"
     sha_of <"$SPARK_REQUIREMENTS"
+    sha_of <"$SPARK_ENTRYPOINT"
     declare -f slim_debian spark_base spark_venv build_spark layer_tar oci_new \
       oci_add_layer oci_config oci_archive
   } | sha_of)
@@ -269,9 +292,16 @@ build_spark() {
   oci_add_layer "$layout" "$SPARK_REF" "$WORK/layer-venv.tar" \
     "python3 -m venv /opt/venv && pip install -r images/spark/requirements.txt"
   rm -f "$WORK/layer-venv.tar"
+  # Layer 3: the Spark-on-Kubernetes entrypoint (driver/executor pods).
+  install -D -m 0755 "$SPARK_ENTRYPOINT" "$stage/opt/entrypoint.sh"
+  layer_tar "$stage" "$WORK/layer-entrypoint.tar" opt/entrypoint.sh
+  oci_add_layer "$layout" "$SPARK_REF" "$WORK/layer-entrypoint.tar" \
+    "COPY images/spark/entrypoint.sh /opt/entrypoint.sh"
+  rm -f "$WORK/layer-entrypoint.tar"
   local env_args=() e
   for e in "${SPARK_ENV[@]}"; do env_args+=(--config.env "$e"); done
   oci_config "$layout" "$SPARK_REF" "${env_args[@]}" --config.workingdir /opt \
+    --config.entrypoint /opt/entrypoint.sh \
     --config.label "org.opencontainers.image.title=director-boot spark" \
     --config.label "org.opencontainers.image.version=$SPARK_VERSION" \
     --config.label "org.opencontainers.image.source=images/spark/Dockerfile"
@@ -281,11 +311,78 @@ build_spark() {
   log "spark: $OUT/spark.tar ($(du -h "$OUT/spark.tar" | cut -f1))"
 }
 
+# ---- symphony: from the user's IBM installer ----------------------------------
+# IBM's installer is licensed: it is never downloaded or shipped here. With it, the image is
+# images/symphony/Dockerfile (Red Hat UBI 8 + the seed procedure's silent install) built by
+# podman or docker, saved as an archive for `director-boot images load`.
+readonly SYMPHONY_REF=localhost/director-boot/symphony:7.3.2
+readonly SYMPHONY_DIR=$REPO_ROOT/images/symphony
+# The same text deploy-app shows when the image is missing on the nodes.
+readonly SYMPHONY_HELP=$REPO_ROOT/catalog/symphony/image-help.txt
+
+build_symphony() {
+  if [[ -z $INSTALLER ]]; then
+    cat "$SYMPHONY_HELP" >&2
+    die "symphony: give IBM's installer with --installer FILE (see above)"
+  fi
+  [[ -f $INSTALLER && -s $INSTALLER ]] || die "symphony: --installer $INSTALLER: no such file (or empty)"
+  if [[ -n $ENTITLEMENT ]]; then
+    [[ -f $ENTITLEMENT && -s $ENTITLEMENT ]] ||
+      die "symphony: --entitlement $ENTITLEMENT: no such file (or empty)"
+  fi
+  local engine fp ctx name
+  engine=$(command -v podman || command -v docker) ||
+    die "symphony: building from IBM's installer needs podman or docker (RHEL: dnf install podman; Debian: apt-get install podman) and access to registry.access.redhat.com for the base image ubi8/ubi:8.10"
+  fp=$({
+    printf '%s\n' "$SYMPHONY_REF" "$(basename "$INSTALLER")" "$(stat -c %s "$INSTALLER")"
+    sha_of <"$INSTALLER"
+    sha_of <"$SYMPHONY_DIR/Dockerfile"
+    sha_of <"$SYMPHONY_DIR/start-symphony.sh"
+    declare -f build_symphony
+  } | sha_of)
+  if is_current symphony "$fp"; then
+    log "symphony: up to date: $OUT/symphony.tar ($SYMPHONY_REF)"
+  else
+    name=$(basename "$INSTALLER")
+    ctx=$WORK/symphony-context
+    rm -rf "$ctx"
+    mkdir -p "$ctx/installer"
+    cp "$SYMPHONY_DIR/Dockerfile" "$SYMPHONY_DIR/start-symphony.sh" "$ctx/"
+    ln "$INSTALLER" "$ctx/installer/$name" 2>/dev/null || cp "$INSTALLER" "$ctx/installer/$name"
+    log "symphony: $engine build ($name, IBM's silent install on UBI 8; minutes)"
+    "$engine" build --build-arg "SYMPHONY_INSTALLER=$name" -t "$SYMPHONY_REF" "$ctx"
+    rm -rf "$ctx"
+    if [[ $engine == */podman ]]; then
+      "$engine" save --format oci-archive -o "$OUT/symphony.tar.tmp" "$SYMPHONY_REF"
+    else
+      "$engine" save -o "$OUT/symphony.tar.tmp" "$SYMPHONY_REF"
+    fi
+    mv -f "$OUT/symphony.tar.tmp" "$OUT/symphony.tar"
+    jq -n --arg ref "$SYMPHONY_REF" --arg path "$OUT/symphony.tar" \
+      --arg sha "$(sha_of <"$OUT/symphony.tar")" --argjson size "$(stat -c %s "$OUT/symphony.tar")" \
+      --arg stamp "$(file_stamp "$OUT/symphony.tar")" --arg fp "$fp" \
+      --arg built "$(date -u +%FT%TZ)" --arg engine "$(basename "$engine")" \
+      '{ref: $ref, path: $path, sha256: $sha, size: $size, built_at: $built, built_with: $engine,
+        fingerprint: $fp, stamp: $stamp}' >"$OUT/symphony.json"
+    log "symphony: $OUT/symphony.tar ($(du -h "$OUT/symphony.tar" | cut -f1))"
+  fi
+  local ent_arg=./sym_adv_entitlement.dat
+  if [[ -n $ENTITLEMENT ]]; then
+    install -m 0600 "$ENTITLEMENT" "$OUT/symphony-entitlement.dat"
+    ent_arg=$OUT/symphony-entitlement.dat
+  fi
+  log "symphony: next: director-boot images load INVENTORY $OUT/symphony.tar"
+  log "symphony: then: director-boot deploy-app symphony --set acceptLicense=true --set secrets.entitlement.file=$ent_arg"
+}
+
 main() {
   parse_args "$@"
   require_tools
   take_lock
   local t
+  if ((VERIFY)) && [[ " ${TARGETS[*]} " == *" symphony "* ]]; then
+    die "--verify checks the spark image only"
+  fi
   for t in "${TARGETS[@]}"; do "build_$t"; done
   if ((VERIFY)); then
     # shellcheck source=scripts/lib/verify-app-images.sh

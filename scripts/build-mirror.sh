@@ -9,8 +9,8 @@
 #                kube-proxy kubectl crictl coredns etcd etcdctl etcdutl containerd
 #                containerd-shim-runc-v2 ctr runc
 #     cni/       CNI plugins (bridge, host-local, loopback, portmap, ...)
-#     images/    pause.tar coredns.tar busybox.tar kube-network-policies.tar (OCI archives for
-#                `ctr -n k8s.io images import`)
+#     images/    pause.tar coredns.tar busybox.tar kube-network-policies.tar
+#                local-path-provisioner.tar (OCI archives for `ctr -n k8s.io images import`)
 #     upstream/  the same binaries in the upstream release layout (kube binaries
 #                one file each, etcd/containerd/CNI/crictl tarballs, runc.ARCH),
 #                as `director-boot artifacts export` serves them
@@ -520,7 +520,7 @@ write_pinned() {
         fi
       done
     done
-    for name in pause coredns busybox kube-network-policies; do
+    for name in pause coredns busybox kube-network-policies local-path-provisioner; do
       row=$(printf '%s\n' "${ARTIFACTS[@]}" | awk -F'\t' -v n="$name" '$1 == n && $3 == "image"')
       IFS=$'\t' read -r _ version _ rel m <<<"$row"
       sha=$(sha256sum <"$MIRROR/$rel" | cut -d' ' -f1)
@@ -647,6 +647,55 @@ netpol_artifacts() {
 # After write_manifest: the image in the manifest is the one this stamp names.
 netpol_stamp() { netpol_fingerprint >"$KNP_STAMP"; }
 
+# ---- default StorageClass: local-path-provisioner (role local-path-storage) --
+# Self-contained step with its own stamp, like kube-network-policies: Rancher's
+# local-path-provisioner (what k3s ships) from its Go module, built static into
+# images/local-path-provisioner.tar. Its helper pods (mkdir/rm of a volume's
+# directory) run the mirror's busybox image. Rebuilt only when the pin changes.
+readonly LPP_MODULE=github.com/rancher/local-path-provisioner
+readonly LPP_VERSION=v0.0.30
+readonly LPP_REF=localhost/director-boot/local-path-provisioner:$LPP_VERSION
+readonly LPP_REL=images/local-path-provisioner.tar
+readonly LPP_STAMP=$MIRROR/.stamp-local-path-provisioner
+
+lpp_fingerprint() { printf '%s %s %s\n' "$LPP_VERSION" "$LPP_REF" "$IMAGE_CREATED"; }
+
+lpp_is_current() {
+  [[ -s $MIRROR/$LPP_REL && -s $LPP_STAMP && $(<"$LPP_STAMP") == "$(lpp_fingerprint)" ]]
+}
+
+# Prints the path of the static binary.
+build_lpp_binary() {
+  local src=$WORK/go-local-path-provisioner-$LPP_VERSION json dir out=$WORK/local-path-provisioner
+  json=$(cd "$WORK" && go mod download -json "$LPP_MODULE@$LPP_VERSION")
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p' <<<"$json")
+  [[ -d $dir ]] || die "no source for $LPP_MODULE@$LPP_VERSION"
+  rm -rf "$src"
+  cp -r "$dir" "$src"
+  chmod -R u+w "$src"
+  # The module zip keeps vendor/modules.txt but not the vendored code: build from the proxy.
+  rm -rf "$src/vendor"
+  log "building local-path-provisioner $LPP_VERSION"
+  (cd "$src" && go build -mod=mod -trimpath -ldflags "-s -w" -o "$out.tmp" .)
+  mv -f "$out.tmp" "$out"
+  rm -rf "$src"
+  printf '%s\n' "$out"
+}
+
+lpp_rootfs() {
+  install -D -m 0755 "$(build_lpp_binary)" "$1/usr/bin/local-path-provisioner"
+  mkdir -p "$1/tmp" "$1/etc"
+  chmod 1777 "$1/tmp"
+}
+
+lpp_artifacts() {
+  lpp_is_current || rm -f "$MIRROR/$LPP_REL" "$LPP_STAMP"
+  oci_image local-path-provisioner "$LPP_REF" lpp_rootfs \
+    --config.entrypoint /usr/bin/local-path-provisioner
+}
+
+lpp_stamp() { lpp_fingerprint >"$LPP_STAMP"; }
+
 # ---- manifest ---------------------------------------------------------------
 linkage() {
   local f=$1 libs
@@ -737,7 +786,7 @@ main() {
   parse_args "$@"
   require_tools
   take_lock
-  if mirror_is_current && netpol_is_current && upgrade_targets_present; then
+  if mirror_is_current && netpol_is_current && lpp_is_current && upgrade_targets_present; then
     log "mirror up to date: $MIRROR (${#K8S_COMMANDS[@]} k8s binaries, $K8S_VERSION${K8S_UPGRADE_VERSIONS[*]:+; upgrade targets ${K8S_UPGRADE_VERSIONS[*]}})"
     return 0
   fi
@@ -752,12 +801,14 @@ main() {
   step "cni plugins $CNI_VERSION" cni_artifacts
   step "images" image_artifacts
   step "kube-network-policies $KNP_VERSION" netpol_artifacts
+  step "local-path-provisioner $LPP_VERSION" lpp_artifacts
   ((${#K8S_UPGRADE_VERSIONS[@]} == 0)) ||
     step "kubernetes upgrade targets ${K8S_UPGRADE_VERSIONS[*]}" upgrade_artifacts
   step "upstream layout" upstream_layout
   step "manifest.json" write_manifest
   step "pinned.yaml" write_pinned
   netpol_stamp
+  lpp_stamp
   log "mirror ready: $MIRROR ($(du -sh "$MIRROR" | cut -f1)) in $((SECONDS - START))s"
 }
 

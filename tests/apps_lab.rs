@@ -222,6 +222,14 @@ fn spark_deploys_computes_pi_and_scales_and_missing_images_are_diagnosed() {
             all.contains("not available on"),
             "{app}: no missing-image diagnosis: {all}"
         );
+        if app == "symphony" {
+            // The app's imageHelp: what to download and how to build the image.
+            assert!(
+                all.contains("sym-7.3.2.0_x86_64.bin")
+                    && all.contains("scripts/build-app-images.sh symphony --installer"),
+                "symphony: no image help: {all}"
+            );
+        }
         assert!(
             t0.elapsed() < Duration::from_secs(240),
             "{app}: the diagnosis took {:?}",

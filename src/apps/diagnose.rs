@@ -136,7 +136,7 @@ impl fmt::Display for MemberProblem {
                 if message.contains("unbound immediate PersistentVolumeClaims") {
                     write!(
                         f,
-                        " — nothing provisions a volume for its claim: give the cluster a default StorageClass with a provisioner (`kubectl get storageclass`), or deploy without `storage` for the role (its data then lives in an emptyDir)"
+                        " — nothing provisions a volume for its claim: give the cluster a default StorageClass with a provisioner (`kubectl get storageclass`), or deploy with `--set <role>.storage.emptyDir=true` (its data then lives and dies with the pod)"
                     )?;
                 }
                 Ok(())

@@ -13,6 +13,7 @@ pub mod diagnose;
 pub mod endpoints;
 mod error;
 pub mod hooks;
+pub mod java_kubeconfig;
 pub mod manage;
 pub mod objects;
 pub mod observe;

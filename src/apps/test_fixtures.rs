@@ -95,5 +95,7 @@ pub fn busybox_app(instance: &str, ns: &str) -> RenderedApp {
             role(instance, ns, "master", 1, Some(1), &[]),
             role(instance, ns, "worker", 2, Some(4), &["master"]),
         ],
+        usage: None,
+        image_help: None,
     }
 }

@@ -55,6 +55,20 @@ pub fn check_app(files: &AppFiles, app: &App, ix: &Index, p: &mut Problems) {
     for (i, f) in app.files.iter().enumerate() {
         file_check(files, f, &format!("files[{i}]"), ix, p);
     }
+    if let Some(usage) = &app.usage {
+        file_check(files, usage, "usage", ix, p);
+    }
+    if let Some(help) = &app.image_help {
+        file_check(files, help, "imageHelp", ix, p);
+    }
+    for (i, role) in app.roles.iter().enumerate() {
+        if let Some(sa) = &role.service_account
+            && let Some(why) = names::dns1123(sa)
+        {
+            let f = format!("roles[{i}].serviceAccount");
+            p.add(ix.at(&f), f, format!("`{sa}` {why}"));
+        }
+    }
     for (i, t) in app.templates.iter().enumerate() {
         let field = format!("templates[{i}]");
         file_check(files, &t.file, &format!("{field}.file"), ix, p);

@@ -357,14 +357,25 @@ pub fn check_cluster(app: &App, app_ix: &Index, l: &Layered, mode: Mode, p: &mut
         }
         if let Some(storage) = &rs.storage {
             let f = format!("{base}.storage.size");
-            match quantity::parse(&storage.size) {
-                Some(v) if v > 0.0 => {}
-                Some(_) => p.add(ix.at(&f), f, "must be more than zero"),
-                None => p.add(
+            if let Some(size) = &storage.size {
+                match quantity::parse(size) {
+                    Some(v) if v > 0.0 => {}
+                    Some(_) => p.add(ix.at(&f), &f, "must be more than zero"),
+                    None => p.add(
+                        ix.at(&f),
+                        &f,
+                        format!("`{size}` is not {}", quantity::EXPECTED),
+                    ),
+                }
+            }
+            if storage.empty_dir && (storage.size.is_some() || storage.storage_class_name.is_some())
+            {
+                let f = format!("{base}.storage.emptyDir");
+                p.add(
                     ix.at(&f),
                     f,
-                    format!("`{}` is not {}", storage.size, quantity::EXPECTED),
-                ),
+                    "an emptyDir has no size or StorageClass: give either `emptyDir: true` or `size`/`storageClassName`",
+                );
             }
             if let Some(class) = &storage.storage_class_name
                 && let Some(why) = names::dns1123(class)

@@ -50,6 +50,18 @@ pub struct Overrides {
     pub namespace: Option<String>,
     /// `--instance NAME`.
     pub instance: Option<String>,
+    /// The API server the app goes to (deploy-app knows it once connected); templates read
+    /// it as `api.server` and `api.kubeconfig`.
+    pub api: Option<ApiFacts>,
+}
+
+/// The API server an app is deployed through, as its `usage` text shows it to the user.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiFacts {
+    /// `https://HOST:PORT`.
+    pub server: String,
+    /// The kubeconfig file deploy-app used.
+    pub kubeconfig: String,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +261,7 @@ fn render_with(
             app_ix: &loaded.index,
             cluster: &layered,
             mode,
+            api: overrides.api.as_ref(),
         },
         p,
     )

@@ -108,6 +108,7 @@ const ROLE: Shape = Shape::Object(&[
         &Shape::OneOf(&["Parallel", "OrderedReady"]),
     ),
     opt("terminationGracePeriodSeconds", &SECONDS),
+    opt("serviceAccount", &Shape::Str),
 ]);
 
 pub static APP: Shape = Shape::Object(&[
@@ -148,6 +149,8 @@ pub static APP: Shape = Shape::Object(&[
             opt("role", &Shape::Str),
         ])),
     ),
+    opt("usage", &Shape::Str),
+    opt("imageHelp", &Shape::Str),
     req("roles", &Shape::List(&ROLE)),
 ]);
 
@@ -161,8 +164,9 @@ const ROLE_SPEC_FIELDS: &[Field] = &[
     opt(
         "storage",
         &Shape::Object(&[
-            req("size", &Shape::Str),
+            opt("size", &Shape::Str),
             opt("storageClassName", &Shape::Str),
+            opt("emptyDir", &Shape::Bool),
         ]),
     ),
     opt("nodePorts", &Shape::Dict(&NODE_PORT)),
@@ -213,6 +217,11 @@ pub struct App {
     pub secrets: Vec<SecretDecl>,
     pub files: Vec<String>,
     pub templates: Vec<TemplateDecl>,
+    /// A template printed after a deploy: how to use the app (`usage`).
+    pub usage: Option<String>,
+    /// A template printed when the app's image is missing on the nodes: how to get or build
+    /// it (`imageHelp`).
+    pub image_help: Option<String>,
     pub roles: Vec<Role>,
 }
 
@@ -267,6 +276,9 @@ pub struct Role {
     pub secrets: Vec<SecretUse>,
     pub pod_management_policy: Option<String>,
     pub termination_grace_period_seconds: Option<u32>,
+    /// The members' ServiceAccount `<instance>-<serviceAccount>` (an object of the app's
+    /// `templates`); none = the namespace's `default`.
+    pub service_account: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -402,10 +414,19 @@ pub struct Resources {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Storage {
-    pub size: String,
+    /// The claim's size; default [`DEFAULT_STORAGE_SIZE`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// The claim's StorageClass; default: the cluster's default class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// `persistDirs` in an emptyDir (gone with the pod) instead of a claim.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub empty_dir: bool,
 }
+
+/// The size of a member's claim for `persistDirs` when the cluster spec names none.
+pub const DEFAULT_STORAGE_SIZE: &str = "1Gi";
 
 /// Where a Secret's value comes from.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

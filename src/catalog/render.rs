@@ -10,13 +10,13 @@ use tera::{Context, Tera};
 
 use super::check::{MEMBERSHIP_KEYS, MOUNT, resolve_port};
 use super::cluster::{self, Layered};
-use super::model::{App, Probe, Role, SecretDecl};
+use super::model::{App, DEFAULT_STORAGE_SIZE, Probe, Role, SecretDecl};
 use super::names;
 use super::problems::{Index, Problems};
 use super::rendered::*;
 use super::source::{self, AppFiles};
 use super::yaml::At;
-use super::{DOMAIN, Mode};
+use super::{ApiFacts, DOMAIN, Mode};
 
 /// What the rendered Secret carries when its value is not known offline (`catalog validate`).
 const PLACEHOLDER: &str = "placeholder-given-at-deploy";
@@ -31,6 +31,8 @@ pub struct Input<'a> {
     pub app_ix: &'a Index,
     pub cluster: &'a Layered,
     pub mode: Mode,
+    /// The API server deploy-app talks to, when it is known.
+    pub api: Option<&'a ApiFacts>,
 }
 
 /// Everything templates may read about the cluster being rendered.
@@ -211,6 +213,11 @@ pub fn render(inp: &Input, p: &mut Problems) -> Option<RenderedApp> {
             String::new()
         }
     };
+    let usage = app.usage.as_ref().and_then(|f| r.file(f, &facts, None, p));
+    let image_help = app
+        .image_help
+        .as_ref()
+        .and_then(|f| r.file(f, &facts, None, p));
     p.is_empty().then(|| RenderedApp {
         app: app.name.clone(),
         instance: facts.instance.clone(),
@@ -218,6 +225,8 @@ pub fn render(inp: &Input, p: &mut Problems) -> Option<RenderedApp> {
         cluster_spec_yaml,
         shared,
         roles,
+        usage,
+        image_help,
     })
 }
 
@@ -284,9 +293,14 @@ fn facts(inp: &Input) -> Facts {
         );
     }
     let cluster = serde_json::to_value(cluster::stored_spec(app, l)).unwrap_or(Value::Null);
+    // Offline (`--render`, `catalog validate`) the API server is not known: placeholders.
+    let api = inp.api.map_or_else(
+        || json!({"server": "https://API-SERVER:6443", "kubeconfig": "$KUBECONFIG"}),
+        |a| json!({"server": a.server.trim_end_matches('/'), "kubeconfig": a.kubeconfig}),
+    );
     Facts {
         ctx: json!({
-            "app": {"name": app.name, "version": app.version, "label": app.label},
+            "app": {"name": app.name, "version": app.version, "label": app.label, "image": app.image},
             "instance": instance,
             "namespace": namespace,
             "domain": DOMAIN,
@@ -295,6 +309,7 @@ fn facts(inp: &Input) -> Facts {
             "mount": MOUNT,
             "roles": roles,
             "cluster": cluster,
+            "api": api,
         }),
         instance,
         namespace,
@@ -490,6 +505,8 @@ impl<'a> Renderer<'a> {
         }
         rels.extend(app.files.iter().map(String::as_str));
         rels.extend(app.templates.iter().map(|t| t.file.as_str()));
+        rels.extend(app.usage.as_deref());
+        rels.extend(app.image_help.as_deref());
         for rel in rels {
             if rel.is_empty() || loaded.contains_key(rel) || names::app_file(rel).is_some() {
                 continue;
@@ -816,25 +833,30 @@ impl<'a> Renderer<'a> {
                 mounts.push(json!({"name": vol, "mountPath": path, "readOnly": true}));
             }
         }
+        // persistDirs: one claim per member (the cluster's default StorageClass unless the spec
+        // names one), or an emptyDir when the spec asks for it.
         let storage = spec.and_then(|s| s.storage.as_ref());
+        let empty_dir = storage.is_some_and(|s| s.empty_dir);
+        let mut claims = None;
         if !role.persist_dirs.is_empty() {
-            if storage.is_none() {
+            if empty_dir {
                 volumes.push(json!({"name": "data", "emptyDir": {}}));
+            } else {
+                claims = Some(json!([{
+                    "metadata": {"name": "data", "labels": labels},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": storage.and_then(|s| s.storage_class_name.as_ref()),
+                        "resources": {"requests": {"storage": storage
+                            .and_then(|s| s.size.as_deref())
+                            .unwrap_or(DEFAULT_STORAGE_SIZE)}},
+                    },
+                }]));
             }
             for dir in &role.persist_dirs {
                 mounts.push(json!({"name": "data", "mountPath": dir, "subPath": sub_path(dir)}));
             }
         }
-        let claims = storage.map(|s| {
-            json!([{
-                "metadata": {"name": "data", "labels": labels},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": s.storage_class_name,
-                    "resources": {"requests": {"storage": s.size}},
-                },
-            }])
-        });
 
         let resources = spec.and_then(|s| s.resources.as_ref()).map(|r| {
             let mut m = Map::new();
@@ -872,6 +894,10 @@ impl<'a> Renderer<'a> {
             "members": l.members(role),
             "pod_management_policy": role.pod_management_policy.as_deref().unwrap_or("Parallel"),
             "termination_grace_period_seconds": role.termination_grace_period_seconds,
+            "service_account": role
+                .service_account
+                .as_ref()
+                .map(|sa| format!("{}-{sa}", facts.instance)),
             "image": image,
             "command": ["/bin/bash", format!("{MOUNT}/{}.sh", role.id)],
             "env": env,

@@ -29,6 +29,13 @@ pub struct RenderedApp {
     pub shared: Vec<Value>,
     /// Roles in `dependsOn` order (every role after the roles it depends on).
     pub roles: Vec<RenderedRole>,
+    /// The app's `usage` template rendered: what to do with it, printed after a deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+    /// The app's `imageHelp` template rendered: how to get its image, shown when the image is
+    /// missing on the nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_help: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,8 +48,8 @@ pub struct RenderedRole {
     /// Roles that must be Ready before this one is applied.
     pub depends_on: Vec<String>,
     /// The role's StatefulSet, named `<instance>-<role>`, `spec.replicas` = members,
-    /// `serviceName` = the headless Service, one container named `app`, PVC templates when
-    /// storage is set.
+    /// `serviceName` = the headless Service, one container named `app`, a PVC template for
+    /// `persistDirs` unless the spec's storage is an emptyDir.
     pub statefulset: Value,
     /// One Service per member, index = ordinal, named `<instance>-<role>-<ordinal>`, selecting
     /// `statefulset.kubernetes.io/pod-name: <instance>-<role>-<ordinal>`.

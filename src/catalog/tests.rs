@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -402,7 +402,7 @@ fn rejects_unknown_and_ill_typed_fields_all_at_once() {
         f.validate(),
         [
             "$D/demo/app.yaml:5:20: roles[0].members.min: expected a member count in 0..=10000, found `one`",
-            "$D/demo/app.yaml:11:5: roles[1].dependson: unknown field (did you mean `dependsOn`?); valid fields here: id, label, image, members, dependsOn, services, start, hooks, readiness, liveness, persistDirs, env, capabilities, secrets, podManagementPolicy, terminationGracePeriodSeconds",
+            "$D/demo/app.yaml:11:5: roles[1].dependson: unknown field (did you mean `dependsOn`?); valid fields here: id, label, image, members, dependsOn, services, start, hooks, readiness, liveness, persistDirs, env, capabilities, secrets, podManagementPolicy, terminationGracePeriodSeconds, serviceAccount",
         ]
     );
 }
@@ -642,7 +642,10 @@ fn spark_renders_the_documented_objects() {
             "Secret/spark-jupyter-token",
             "ConfigMap/spark-membership",
             "ConfigMap/spark-scripts",
-            "Service/spark"
+            "Service/spark",
+            "ServiceAccount/spark-spark",
+            "Role/spark-spark-driver",
+            "RoleBinding/spark-spark-driver",
         ]
     );
     let headless = &r.shared[3]["spec"];
@@ -906,15 +909,85 @@ fn cassandra_hooks_and_disruption_budgets() {
             .unwrap()
             .contains("nodetool cleanup")
     );
-    // Default: data in an emptyDir (a fresh cluster has no provisioner); storage on request.
-    assert!(seed.statefulset["spec"]["volumeClaimTemplates"].is_null());
-    let with_volumes = Overrides {
-        sets: vec!["seed.storage.size=2Gi".into()],
+    // Default: a claim per member of the cluster's default StorageClass.
+    let claims = &seed.statefulset["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claims["metadata"]["name"], "data");
+    assert!(claims["spec"].get("storageClassName").is_none());
+}
+
+#[test]
+fn persist_dirs_become_claims_of_the_default_class_unless_empty_dir() {
+    let volume = |sts: &Value, name: &str| {
+        sts["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+    };
+    let r = prepare("spark", &Overrides::default()).unwrap();
+    let worker = &r.roles[1].statefulset;
+    let claims = worker["spec"]["volumeClaimTemplates"].as_array().unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0]["metadata"]["name"], "data");
+    assert_eq!(claims[0]["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    assert_eq!(claims[0]["spec"]["resources"]["requests"]["storage"], "1Gi");
+    assert!(
+        claims[0]["spec"].get("storageClassName").is_none(),
+        "{claims:?}"
+    );
+    assert_eq!(
+        claims[0]["metadata"]["labels"]["director-boot.io/role"],
+        "worker"
+    );
+    assert!(volume(worker, "data").is_none(), "the claim is the volume");
+    let mounts = &worker["spec"]["template"]["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "data"
+                && m["mountPath"] == "/var/lib/spark/work"
+                && m["subPath"] == "var-lib-spark-work"),
+        "{mounts}"
+    );
+    // The master has no persistDirs: no claim.
+    assert!(r.roles[0].statefulset["spec"]["volumeClaimTemplates"].is_null());
+
+    let sized = Overrides {
+        sets: vec![
+            "worker.storage.size=5Gi".into(),
+            "worker.storage.storageClassName=fast".into(),
+        ],
         ..Overrides::default()
     };
-    let r = prepare("cassandra", &with_volumes).unwrap();
-    let claims = &r.roles[0].statefulset["spec"]["volumeClaimTemplates"][0];
-    assert_eq!(claims["metadata"]["name"], "data");
+    let r = prepare("spark", &sized).unwrap();
+    let claim = &r.roles[1].statefulset["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(claim["resources"]["requests"]["storage"], "5Gi");
+    assert_eq!(claim["storageClassName"], "fast");
+
+    let ephemeral = Overrides {
+        sets: vec!["worker.storage.emptyDir=true".into()],
+        ..Overrides::default()
+    };
+    let r = prepare("spark", &ephemeral).unwrap();
+    let worker = &r.roles[1].statefulset;
+    assert!(worker["spec"]["volumeClaimTemplates"].is_null());
+    assert_eq!(volume(worker, "data").unwrap()["emptyDir"], json!({}));
+
+    let both = Overrides {
+        sets: vec![
+            "worker.storage.emptyDir=true".into(),
+            "worker.storage.size=5Gi".into(),
+        ],
+        ..Overrides::default()
+    };
+    let e = prepare("spark", &both).unwrap_err().to_string();
+    assert!(
+        e.contains("roles.worker.storage.emptyDir: an emptyDir has no size or StorageClass"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -961,5 +1034,134 @@ fn the_readme_documents_every_field() {
     assert!(
         missing.is_empty(),
         "catalog/README.md does not mention: {missing:#?}"
+    );
+}
+
+#[test]
+fn spark_sets_up_spark_on_kubernetes_and_prints_the_submit_line() {
+    let ov = Overrides {
+        api: Some(ApiFacts {
+            server: "https://10.0.0.1:6443/".into(),
+            kubeconfig: "/home/u/admin-java.conf".into(),
+        }),
+        ..Overrides::default()
+    };
+    let r = prepare("spark", &ov).unwrap();
+    // The ServiceAccount the driver pods and the notebook run as, with a driver's rights.
+    let role = shared(&r, "Role", "spark-spark-driver");
+    let rules = role["rules"].to_string();
+    for want in [
+        "pods",
+        "services",
+        "configmaps",
+        "create",
+        "delete",
+        "watch",
+    ] {
+        assert!(rules.contains(want), "{rules}");
+    }
+    let binding = shared(&r, "RoleBinding", "spark-spark-driver");
+    assert_eq!(binding["subjects"][0]["name"], "spark-spark");
+    let jupyter = r.roles.iter().find(|x| x.id == "jupyter").unwrap();
+    assert_eq!(
+        jupyter.statefulset["spec"]["template"]["spec"]["serviceAccountName"],
+        "spark-spark"
+    );
+    let worker = r.roles.iter().find(|x| x.id == "worker").unwrap();
+    assert!(
+        worker.statefulset["spec"]["template"]["spec"]
+            .get("serviceAccountName")
+            .is_none()
+    );
+    // One exact line, with the API server and kubeconfig deploy-app used.
+    let usage = r.usage.as_deref().unwrap();
+    let lines: Vec<&str> = usage
+        .lines()
+        .filter(|l| l.contains("spark-submit --master k8s://"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{usage}");
+    let line = lines[0];
+    assert!(
+        line.starts_with(
+            "KUBECONFIG=/home/u/admin-java.conf spark-submit --master k8s://https://10.0.0.1:6443 --deploy-mode cluster "
+        ),
+        "{line}"
+    );
+    for want in [
+        "--conf spark.kubernetes.namespace=default",
+        "--conf spark.kubernetes.container.image=localhost/director-boot/spark:4.0.1",
+        "--conf spark.kubernetes.authenticate.driver.serviceAccountName=spark-spark",
+        "--driver-memory 512m",
+        "local:///opt/venv/lib/python3.11/site-packages/pyspark/examples/src/main/python/pi.py",
+    ] {
+        assert!(line.contains(want), "{want} missing: {line}");
+    }
+    assert!(
+        usage.contains(
+            "kubectl -n default exec spark-jupyter-0 -- bash /etc/director-boot/run-pi-k8s.sh"
+        ),
+        "{usage}"
+    );
+    let scripts = shared(&r, "ConfigMap", "spark-scripts");
+    let k8s = scripts["data"]["run-pi-k8s.sh"].as_str().unwrap();
+    assert!(
+        k8s.contains("--conf spark.kubernetes.namespace=default"),
+        "{k8s}"
+    );
+    // Offline (`--render`) the API server is a placeholder; without jupyter no notebook line.
+    let offline = prepare(
+        "spark",
+        &Overrides {
+            sets: vec!["jupyter.members=0".into()],
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let usage = offline.usage.unwrap();
+    assert!(usage.contains("k8s://https://API-SERVER:6443"), "{usage}");
+    assert!(!usage.contains("run-pi-k8s.sh"), "{usage}");
+}
+
+#[test]
+fn symphony_says_how_to_get_its_image_and_bad_service_accounts_are_rejected() {
+    let loaded = load("symphony").unwrap();
+    assert_eq!(loaded.app.image_help.as_deref(), Some("image-help.txt"));
+    let r = prepare(
+        "symphony",
+        &Overrides {
+            sets: vec![
+                "acceptLicense=true".into(),
+                "secrets.entitlement=lab-entitlement".into(),
+            ],
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let help = r.image_help.unwrap();
+    for want in [
+        "sym-7.3.2.0_x86_64.bin",
+        "https://www.ibm.com/products/spectrum-symphony",
+        "scripts/build-app-images.sh symphony --installer",
+        "director-boot images load",
+    ] {
+        assert!(help.contains(want), "{want}: {help}");
+    }
+    // The script prints the very same file.
+    let script = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-app-images.sh"),
+    )
+    .unwrap();
+    assert!(script.contains("catalog/symphony/image-help.txt"));
+    let f = Fixture::demo(&replace(
+        APP,
+        "    dependsOn: [master]",
+        "    dependsOn: [master]\n    serviceAccount: Not_A_Name",
+    ));
+    let problems = f.validate();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("roles[1].serviceAccount: `Not_A_Name`")),
+        "{problems:?}"
     );
 }

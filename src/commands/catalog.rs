@@ -20,6 +20,7 @@ pub fn overrides(spec: &AppSpecArgs) -> Overrides {
         sets: spec.set.clone(),
         namespace: spec.namespace.clone(),
         instance: spec.instance.clone(),
+        api: None,
     }
 }
 

@@ -104,6 +104,11 @@ fn fixture_cluster() -> ClusterContext {
                 "kube-network-policies",
                 "localhost/director-boot/kube-network-policies:v0.8.0-xtnfqueue",
             ),
+            ("busybox", "docker.io/library/busybox:1.35"),
+            (
+                "local-path-provisioner",
+                "localhost/director-boot/local-path-provisioner:v0.0.30",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -391,6 +396,7 @@ fn golden_roles_parse_and_reference_existing_templates() {
         "cni",
         "addons",
         "network-policy",
+        "local-path-storage",
     ] {
         assert!(names.contains(expected), "role {expected} is shipped");
     }

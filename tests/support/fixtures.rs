@@ -109,5 +109,7 @@ pub fn busybox(instance: &str, ns: &str, workers: u32) -> RenderedApp {
             role(instance, ns, "master", 1, Some(1), &[], false),
             role(instance, ns, "worker", workers, Some(4), &["master"], true),
         ],
+        usage: None,
+        image_help: None,
     }
 }
