@@ -20,6 +20,8 @@ resourcemanager={{ roles.resourcemanager.fqdns[0] }}
 {%- if roles.nodemanager.memory_mib %}{% set nm_mb = roles.nodemanager.memory_mib - 768 %}{% else %}{% set nm_mb = 2048 %}{% endif %}
 {%- if nm_mb < 1024 %}{% set nm_mb = 1024 %}{% endif %}
 
+# A NodeManager's volume is its own: YARN's default 90 % disk limit would mark it unhealthy
+# on a shared node disk that is merely busy (local-path volumes share the node's disk).
 # YARN hands containers the NodeManager pod's memory less 768 MiB for the NodeManager's own
 # JVM ({{ nm_mb }} MiB here), at least 1 GiB.
 # Every JVM of a MapReduce job (AM, maps, reduces) runs in a NodeManager's container with the
@@ -75,6 +77,7 @@ site yarn-site.xml \
   yarn.scheduler.minimum-allocation-mb 128 \
   yarn.scheduler.maximum-allocation-mb {{ nm_mb }} \
   yarn.nodemanager.vmem-check-enabled false \
+  yarn.nodemanager.disk-health-checker.max-disk-utilization-per-disk-percentage 99.0 \
   yarn.application.classpath "$app_classpath"
 site mapred-site.xml \
   mapreduce.framework.name yarn \
