@@ -24,6 +24,14 @@ pub fn lab_slot() -> u8 {
 }
 
 /// The lab's bridge.
+/// The lab's directory under the state dir: `lab` in slot 0, `labN` in slot N.
+pub fn lab_subdir() -> String {
+    match lab_slot() {
+        0 => "lab".into(),
+        n => format!("lab{n}"),
+    }
+}
+
 pub fn lab_bridge() -> String {
     format!("dblab{}", lab_slot())
 }
@@ -114,7 +122,7 @@ impl Lab {
         all.extend_from_slice(args);
         let out = db(state.path(), &all);
         assert!(out.status.success(), "lab up failed");
-        let inventory = state.path().join("lab/inventory.yaml");
+        let inventory = state.path().join(lab_subdir()).join("inventory.yaml");
         assert!(
             inventory.exists(),
             "lab up wrote no inventory at {}",
@@ -124,7 +132,7 @@ impl Lab {
     }
 
     pub fn dir(&self) -> PathBuf {
-        self.state.path().join("lab")
+        self.state.path().join(lab_subdir())
     }
 
     /// Run director-boot; anything but a `lab` subcommand may contact lab addresses, so the
