@@ -70,7 +70,11 @@ fn via_node_port(c: &Cluster, svc: &str, port: u16, path: &str) -> String {
     require_lab_bridge();
     let out = std::process::Command::new("curl")
         .args(["-sf", "--max-time", "10"])
-        .arg(format!("http://10.213.0.11:{}{path}", node_port.trim()))
+        .arg(format!(
+            "http://{}:{}{path}",
+            node_addr(1),
+            node_port.trim()
+        ))
         .output()
         .expect("curl");
     assert!(
@@ -246,9 +250,11 @@ fn hadoop_deploys_stores_computes_and_decommissions() {
     for role in ["namenode", "datanode", "resourcemanager", "nodemanager"] {
         assert!(text.contains(role), "{text}");
     }
+    let node_ip = lab_ip(1);
+    let node_prefix = format!("http://{}", node_ip.strip_suffix('1').unwrap_or(&node_ip));
     assert!(
-        text.contains("http://10.213.0."),
-        "endpoints with node addresses: {text}"
+        text.contains(&node_prefix),
+        "endpoints with node addresses ({node_prefix}...): {text}"
     );
     eprintln!(
         "deploy-app hadoop: all members Ready in {:.1} s",
