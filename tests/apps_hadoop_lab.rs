@@ -227,6 +227,10 @@ fn hadoop_deploys_stores_computes_and_decommissions() {
     };
     let (out, report) = c.init(&[]);
     assert!(out.status.success(), "init failed: {report}");
+    eprintln!(
+        "init (4 nodes): {:.1} s",
+        report["seconds"].as_f64().unwrap_or(0.0)
+    );
     let archive_s = archive.to_string_lossy().into_owned();
 
     let t0 = Instant::now();
