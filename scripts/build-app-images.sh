@@ -6,12 +6,13 @@
 #   ${DIRECTOR_BOOT_CACHE_DIR:-$HOME/.cache/director-boot}/app-images/
 #     spark.tar   localhost/director-boot/spark:4.0.1   Debian bookworm + OpenJDK 17 JRE +
 #                 /opt/venv with pyspark 4.0.1 and Jupyter Notebook 7 (images/spark/)
-#     <name>.json ref, sha256, size, layers, fingerprint of the inputs
-#
+#     hadoop.tar  localhost/director-boot/hadoop:3.4.2  the same Debian + JRE layer + Hadoop's
+#                 jars from Maven Central (images/hadoop/, scripts/lib/app-hadoop.sh)
 #     cassandra.tar localhost/director-boot/cassandra:5.0.9  the same Debian layer + Cassandra's
 #                 jars from Maven Central (images/cassandra/, scripts/lib/app-cassandra.sh)
+#     <name>.json ref, sha256, size, layers, fingerprint of the inputs
 #
-#   scripts/build-app-images.sh [spark] [cassandra] [--verify] [--force]
+#   scripts/build-app-images.sh [spark] [cassandra] [hadoop] [--verify] [--force]
 #   scripts/build-app-images.sh symphony --installer FILE [--entitlement FILE]
 #     symphony.tar  localhost/director-boot/symphony:7.3.2 from IBM's licensed installer, which
 #                   the user supplies (images/symphony/README.md); without --installer it says
@@ -63,6 +64,8 @@ readonly HOST_CA=${DIRECTOR_BOOT_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 source "$REPO_ROOT/scripts/lib/oci.sh"
 # shellcheck source=scripts/lib/app-cassandra.sh
 source "$REPO_ROOT/scripts/lib/app-cassandra.sh"
+# shellcheck source=scripts/lib/app-hadoop.sh
+source "$REPO_ROOT/scripts/lib/app-hadoop.sh"
 
 TARGETS=()
 VERIFY=0
@@ -75,11 +78,13 @@ die() { log "ERROR: $*"; exit 1; }
 
 usage() {
   cat <<EOF
-usage: $0 [spark] [cassandra] [--verify] [--force]
+usage: $0 [spark] [cassandra] [hadoop] [--verify] [--force]
   spark          localhost/director-boot/spark:$SPARK_VERSION -> \$CACHE/app-images/spark.tar
                  (the default when no image is named)
   cassandra      localhost/director-boot/cassandra:$CASSANDRA_VERSION -> \$CACHE/app-images/cassandra.tar
                  (scripts/lib/app-cassandra.sh; jars by mvn from Maven Central)
+  hadoop         $HADOOP_REF -> \$CACHE/app-images/hadoop.tar
+                 (needs mvn and a JDK: Maven resolves the jars, images/hadoop/pom.xml)
   --verify       run the built images (nspawn/chroot) and import them into a throw-away
                  containerd; fails loudly on any check
   --force        rebuild even when the cache says the archive is current
@@ -97,7 +102,7 @@ EOF
 parse_args() {
   while (($#)); do
     case $1 in
-      spark | cassandra | symphony) TARGETS+=("$1") ;;
+      spark | cassandra | hadoop | symphony) TARGETS+=("$1") ;;
       --installer) INSTALLER=${2:?--installer needs a file}; shift ;;
       --entitlement) ENTITLEMENT=${2:?--entitlement needs a file}; shift ;;
       --verify) VERIFY=1 ;;

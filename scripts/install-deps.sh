@@ -8,7 +8,7 @@ packages=(
   iperf3 containerd runc containernetworking-plugins etcd-server etcd-client
   busybox-static hyperfine python3-venv vagrant
   umoci jq binutils  # scripts/build-app-images.sh (OCI images, metadata, strip/ldd)
-  maven              # scripts/build-app-images.sh cassandra: the jars from Maven Central
+  maven              # scripts/build-app-images.sh cassandra, hadoop: Maven resolves the jars (images/*/pom.xml)
   gcc libc6-dev pkg-config libseccomp-dev  # scripts/build-mirror.sh: static runc with seccomp
   chromium           # the netcheck HTML report, rendered headless in the overlay lab test
   haproxy keepalived # the HA roles' rendered configs are checked with the real tools (never run here)

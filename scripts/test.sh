@@ -38,6 +38,9 @@ scripts/build-app-images.sh spark
 # The Cassandra image (the same Debian layer + Cassandra's jars by mvn from Maven Central) for
 # tests/apps_cassandra_lab.rs (cached).
 scripts/build-app-images.sh cassandra
+# The Hadoop image (the same Debian + JRE layer + Hadoop's jars resolved by Maven) for
+# tests/apps_hadoop_lab.rs (cached).
+scripts/build-app-images.sh hadoop
 # The upstream conformance suite (e2e.test, ginkgo) and its images for tests/conformance_lab.rs
 # (cached; cold: the e2e.test build is the long part).
 scripts/build-conformance.sh
