@@ -32,5 +32,7 @@ scripts/build-app-images.sh spark
 # The Cassandra image (the same Debian layer + Cassandra's jars by mvn from Maven Central) for
 # tests/apps_cassandra_lab.rs (cached).
 scripts/build-app-images.sh cassandra
-# Lab tests share one lab (fixed bridge and namespace names): one test thread.
-cargo test -- --test-threads=1
+# Every test target; the lab tests in two lanes, each its own lab slot (two labs side by side),
+# one test at a time inside a lane (scripts/lib/test-lanes.sh).
+source scripts/lib/test-lanes.sh
+run_test_lanes

@@ -34,8 +34,12 @@ impl Paths {
         self.state.join("known_hosts")
     }
 
+    /// The lab's dir: `lab`, or `labN` for lab slot N (see `lab::names`).
     pub fn lab_dir(&self) -> PathBuf {
-        self.state.join("lab")
+        match crate::lab::names::slot() {
+            0 => self.state.join("lab"),
+            n => self.state.join(format!("lab{n}")),
+        }
     }
 
     pub fn log_dir(&self) -> PathBuf {

@@ -38,7 +38,7 @@ fn master_json(c: &Cluster) -> String {
     require_lab_bridge();
     let out = std::process::Command::new("curl")
         .args(["-sf", "--max-time", "5"])
-        .arg(format!("http://10.213.0.11:{}/json/", port.trim()))
+        .arg(format!("http://{}:{}/json/", node_addr(1), port.trim()))
         .output()
         .expect("curl");
     stdout(&out)
@@ -124,7 +124,7 @@ fn spark_deploys_computes_pi_and_scales_and_missing_images_are_diagnosed() {
         assert!(text.contains(role), "{text}");
     }
     assert!(
-        text.contains("http://10.213.0."),
+        text.contains(&format!("http://10.213.{}.", lab_slot())),
         "endpoints with node addresses: {text}"
     );
     eprintln!(

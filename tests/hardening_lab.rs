@@ -11,11 +11,10 @@ use std::process::Command;
 
 use common::*;
 
-const CP: &str = "10.213.0.11";
 const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
 fn on_cp(c: &Cluster, cmd: &str) -> String {
-    let out = c.lab.ssh(CP, cmd);
+    let out = c.lab.ssh(&node_addr(1), cmd);
     let text = stdout(&out);
     eprintln!("node1$ {cmd}\n{text}{}", stderr(&out));
     text
@@ -144,7 +143,7 @@ fn secrets_encrypted_audited_pod_security_and_cis_files() {
                 "-w",
                 "%{http_code}",
             ])
-            .arg(format!("https://{CP}:6443{path}"))
+            .arg(format!("https://{}:6443{path}", node_addr(1)))
             .output()
             .expect("curl");
         stdout(&out)
@@ -188,7 +187,12 @@ fn secrets_encrypted_audited_pod_security_and_cis_files() {
     // TLS below 1.2 is refused by the API server, the kubelet and etcd.
     for port in ["6443", "10250", "2379"] {
         let out = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("{CP}:{port}"), "-tls1_1"])
+            .args([
+                "s_client",
+                "-connect",
+                &format!("{}:{port}", node_addr(1)),
+                "-tls1_1",
+            ])
             .stdin(std::process::Stdio::null())
             .output();
         if let Ok(o) = out {

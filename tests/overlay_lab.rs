@@ -183,7 +183,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
     let server = format!(
         "nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>\"{exposed}\",LocalPort=>8099,Listen=>5,ReuseAddr=>1) or die $!; while($c=$s->accept){{print $c \"exposed-ok\\n\"; close $c}}' >/dev/null 2>&1 & echo $!"
     );
-    let pid = stdout(&c.lab.ssh("10.213.0.12", &server))
+    let pid = stdout(&c.lab.ssh(&node_addr(2), &server))
         .trim()
         .to_string();
     std::thread::sleep(Duration::from_millis(500));
@@ -200,7 +200,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
         "exposed-ok",
         "pod on node3 -> {exposed}:8099 on node2's host"
     );
-    c.lab.ssh("10.213.0.12", &format!("kill {pid}"));
+    c.lab.ssh(&node_addr(2), &format!("kill {pid}"));
 
     // netcheck in pods mode: every ordered pair over TCP and UDP, with the underlay baseline.
     let html = state.join("netcheck.html");
@@ -328,7 +328,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
         .spawn()
         .expect("spawn netcheck");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !stdout(&c.lab.ssh("10.213.0.13", "ip netns list")).contains("dbnc") {
+    while !stdout(&c.lab.ssh(&node_addr(3), "ip netns list")).contains("dbnc") {
         assert!(Instant::now() < deadline, "netcheck never set up node3");
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -350,9 +350,9 @@ fn overlay_netcheck_and_fault_diagnosis() {
         "an interrupted netcheck must not pass"
     );
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
-    for node in ["10.213.0.11", "10.213.0.12", "10.213.0.13"] {
+    for node in [node_addr(1), node_addr(2), node_addr(3)] {
         let left = stdout(&c.lab.ssh(
-            node,
+            &node,
             "ip netns list | grep dbnc; systemctl is-active director-boot-netcheck-underlay director-boot-netcheck-overlay | grep -x active; ip link show dbnc-h 2>/dev/null; true",
         ));
         assert_eq!(left.trim(), "", "{node} kept netcheck residue after Ctrl-C");
@@ -362,7 +362,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
     let drop_rule = "INPUT -p udp --dport 4789 -j DROP";
     assert!(
         c.lab
-            .ssh("10.213.0.13", &format!("iptables -w -I {drop_rule}"))
+            .ssh(&node_addr(3), &format!("iptables -w -I {drop_rule}"))
             .status
             .success()
     );
@@ -386,7 +386,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
         Duration::from_secs(600),
     );
     c.lab
-        .ssh("10.213.0.13", &format!("iptables -w -D {drop_rule}"));
+        .ssh(&node_addr(3), &format!("iptables -w -D {drop_rule}"));
     assert_eq!(out.status.code(), Some(1), "netcheck must fail");
     let r = json_of(&out);
     for (a, b) in [("node1", "node3"), ("node2", "node3"), ("node3", "node1")] {
@@ -404,7 +404,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
     // Fault 2: node3's underlay MTU is too small for the overlay's.
     assert!(
         c.lab
-            .ssh("10.213.0.13", "ip link set eth0 mtu 1400")
+            .ssh(&node_addr(3), "ip link set eth0 mtu 1400")
             .status
             .success()
     );
@@ -429,7 +429,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
         ],
         Duration::from_secs(600),
     );
-    c.lab.ssh("10.213.0.13", "ip link set eth0 mtu 1500");
+    c.lab.ssh(&node_addr(3), "ip link set eth0 mtu 1500");
     assert_eq!(out.status.code(), Some(1), "netcheck must fail");
     let r = json_of(&out);
     let p = pair(&r, "node2", "node3");
@@ -514,7 +514,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
     let out = c.lab.run(&["overlay", "status", &small_s]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(stdout(&out).matches(" 1/1 ").count(), 2, "{}", stdout(&out));
-    let routes = stdout(&c.lab.ssh("10.213.0.11", "ip route show dev dbvx0"));
+    let routes = stdout(&c.lab.ssh(&node_addr(1), "ip route show dev dbvx0"));
     assert_eq!(
         routes.lines().count(),
         1,

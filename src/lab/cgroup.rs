@@ -55,7 +55,7 @@ pub fn node_dirs(hierarchies: &[Hierarchy], index: u32) -> Vec<PathBuf> {
 pub fn parent_dirs(hierarchies: &[Hierarchy]) -> Vec<PathBuf> {
     hierarchies
         .iter()
-        .map(|h| h.mount.join(names::CGROUP_PARENT))
+        .map(|h| h.mount.join(names::cgroup_parent()))
         .collect()
 }
 
@@ -193,7 +193,7 @@ mod tests {
         assert!(h[1].cpuset && !h[0].cpuset);
         assert_eq!(
             node_dirs(&h, 2)[3],
-            PathBuf::from("/sys/fs/cgroup/unified/lab/dblab-node2")
+            PathBuf::from("/sys/fs/cgroup/unified").join(names::cgroup(2))
         );
     }
 }

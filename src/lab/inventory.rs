@@ -112,7 +112,7 @@ pub fn roles(position: usize, nodes: usize, control_planes: usize) -> Vec<&'stat
 /// The control-plane endpoint a lab with `control_planes` needs (`None` for one: the node's
 /// own address is the endpoint then, as in any single-control-plane inventory).
 pub fn endpoint(control_planes: usize) -> Option<String> {
-    (control_planes > 1).then(|| super::names::ENDPOINT_ADDRESS.to_string())
+    (control_planes > 1).then(|| super::names::endpoint_address().to_string())
 }
 
 /// The inventory for `nodes` = (name, address), the first `control_planes` of them control
@@ -267,7 +267,10 @@ mod tests {
             ]
         );
         let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        assert_eq!(v["cluster"]["control_plane_endpoint"], "10.213.0.10");
+        assert_eq!(
+            v["cluster"]["control_plane_endpoint"],
+            crate::lab::names::endpoint_address().to_string()
+        );
     }
 
     #[test]
@@ -300,7 +303,8 @@ mod tests {
                     let ep = inv
                         .control_plane_endpoint
                         .map(|e| (e.host_port(), e.managed_vip));
-                    let want = (k > 1).then(|| ("10.213.0.10:6443".to_string(), true));
+                    let vip = crate::lab::names::endpoint_address();
+                    let want = (k > 1).then(|| (format!("{vip}:6443"), true));
                     assert_eq!(ep, want, "{n} nodes, {k} control planes");
                 }
                 Err(e) => panic!("{n} nodes, {k} control planes: {e}\n{text}"),

@@ -12,7 +12,7 @@ mod error;
 mod inventory;
 mod keys;
 mod machine;
-mod names;
+pub mod names;
 mod netns;
 mod prereqs;
 mod rootfs;
@@ -64,12 +64,12 @@ fn lab_dir(paths: &Paths) -> PathBuf {
     std::path::absolute(&dir).unwrap_or(dir)
 }
 
-const MACHINE_LOCK: &str = "/run/lock/director-boot-lab.lock";
-
 /// One lab command at a time on this machine (the lab's names are machine-wide); the flock
 /// is released when the returned file is dropped, also when the process dies.
 async fn machine_lock(say: &dyn Fn(&str)) -> Result<std::fs::File, LabError> {
-    let path = Path::new(MACHINE_LOCK);
+    names::check_slot().map_err(LabError::Invalid)?;
+    let path = PathBuf::from(names::machine_lock());
+    let path = path.as_path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(LabError::io(dir))?;
     }
@@ -99,7 +99,7 @@ fn check_ownership(lab_dir: &Path) -> Result<(), LabError> {
         && owner != ours
     {
         return Err(LabError::OtherLab {
-            bridge: names::BRIDGE.into(),
+            bridge: names::bridge(),
             owner: if owner.is_empty() {
                 "no owner tag: not a director-boot lab".into()
             } else {
@@ -406,6 +406,7 @@ pub async fn up(
 }
 
 pub async fn status(paths: &Paths) -> anyhow::Result<LabStatus> {
+    names::check_slot().map_err(LabError::Invalid)?;
     let Some(state) = LabState::load(&lab_dir(paths))? else {
         return Ok(LabStatus {
             nodes: Vec::new(),

@@ -1,4 +1,4 @@
-//! The lab network: bridge `dblab0` (10.213.0.1/24) on the host, one network namespace per
+//! The lab network: bridge `dblabN` (10.213.N.1/24, N the lab slot) on the host, one network namespace per
 //! node joined to it by a veth pair. Host ip_forward stays 0 and the nodes' default route
 //! points at an address nobody owns, so no lab traffic leaves this machine.
 
@@ -34,12 +34,12 @@ pub fn owner_tag(lab_dir: &Path) -> String {
 
 /// The owner tag of an existing bridge (`Some("")` when it has none), `None` when absent.
 pub fn bridge_owner() -> Option<String> {
-    if !link_exists(names::BRIDGE) {
+    if !link_exists(&names::bridge()) {
         return None;
     }
     let alias = std::fs::read_to_string(
         Path::new("/sys/class/net")
-            .join(names::BRIDGE)
+            .join(names::bridge())
             .join("ifalias"),
     )
     .unwrap_or_default();
@@ -47,9 +47,9 @@ pub fn bridge_owner() -> Option<String> {
 }
 
 pub async fn create_bridge(owner: &str) -> Result<(), LabError> {
-    let b = names::BRIDGE;
+    let b = &names::bridge();
     let mtu = names::MTU.to_string();
-    let addr = format!("{}/{}", names::HOST_ADDRESS, names::PREFIX_LEN);
+    let addr = format!("{}/{}", names::host_address(), names::PREFIX_LEN);
     if !link_exists(b) {
         run("ip", &["link", "add", b, "type", "bridge"]).await?;
     }
@@ -64,8 +64,8 @@ pub async fn create_bridge(owner: &str) -> Result<(), LabError> {
 }
 
 pub async fn delete_bridge() -> Result<(), LabError> {
-    if link_exists(names::BRIDGE) {
-        run("ip", &["link", "del", names::BRIDGE]).await?;
+    if link_exists(&names::bridge()) {
+        run("ip", &["link", "del", &names::bridge()]).await?;
     }
     Ok(())
 }
@@ -100,7 +100,11 @@ pub async fn create_veth(index: u32) -> Result<(), LabError> {
         )
         .await?;
     }
-    run("ip", &["link", "set", &host, "master", names::BRIDGE, "up"]).await?;
+    run(
+        "ip",
+        &["link", "set", &host, "master", &names::bridge(), "up"],
+    )
+    .await?;
     let addr = format!("{}/{}", names::node_address(index), names::PREFIX_LEN);
     let shown = run(
         "ip",
@@ -111,7 +115,7 @@ pub async fn create_veth(index: u32) -> Result<(), LabError> {
         run("ip", &["-n", &ns, "addr", "add", &addr, "dev", "eth0"]).await?;
     }
     run("ip", &["-n", &ns, "link", "set", "eth0", "up"]).await?;
-    let gw = names::BLACKHOLE_GATEWAY.to_string();
+    let gw = names::blackhole_gateway().to_string();
     // `replace` keeps this idempotent.
     run(
         "ip",

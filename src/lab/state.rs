@@ -153,7 +153,10 @@ mod tests {
             s.nodes.iter().map(|n| n.index).collect::<Vec<_>>(),
             vec![1, 3]
         );
-        assert_eq!(s.node(3).unwrap().address, "10.213.0.13");
+        assert_eq!(
+            s.node(3).unwrap().address,
+            super::super::names::node_address(3).to_string()
+        );
         s.save().unwrap();
         let back = LabState::load(dir.path()).unwrap().unwrap();
         assert_eq!(back, s);

@@ -13,38 +13,69 @@ pub fn long_tests() -> bool {
     std::env::var_os("DIRECTOR_BOOT_LONG_TESTS").is_some_and(|v| v == "1")
 }
 
-/// The lab's bridge and one lab address routed through it.
-pub const LAB_BRIDGE: &str = "dblab0";
-const LAB_PROBE_ADDR: &str = "10.213.0.11";
+/// The lab slot of this test run (`DIRECTOR_BOOT_LAB_SLOT`, default 0): slot N is an
+/// independent lab with bridge `dblabN` and addresses 10.213.N.0/24, so labs can run side by
+/// side. Tests written with the helpers below run in any slot; older ones assume slot 0.
+pub fn lab_slot() -> u8 {
+    std::env::var("DIRECTOR_BOOT_LAB_SLOT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The lab's dir inside a state dir: `lab`, or `labN` in slot N.
+pub fn lab_dir_name() -> String {
+    match lab_slot() {
+        0 => "lab".into(),
+        n => format!("lab{n}"),
+    }
+}
+
+/// The lab's bridge.
+pub fn lab_bridge() -> String {
+    format!("dblab{}", lab_slot())
+}
+
+/// The lab address with last octet `last` (node I is `10 + I`, the HA endpoint 10).
+pub fn lab_ip(last: u8) -> String {
+    format!("10.213.{}.{last}", lab_slot())
+}
+
+/// The address of lab node `index` (node1 is .11).
+pub fn node_addr(index: u8) -> String {
+    lab_ip(10 + index)
+}
 
 /// Why lab addresses would not stay on this machine right now, or `None` when they would: the
 /// bridge must exist and be up, and a lab address must route through it. When the lab is down,
-/// the host routes 10.213.0.0/24 to its default gateway, so anything aimed at a lab address
+/// the host routes 10.213.N.0/24 to its default gateway, so anything aimed at a lab address
 /// would leave the machine (../shared/lab-notes.md).
 pub fn lab_bridge_problem() -> Option<String> {
+    let bridge = lab_bridge();
+    let probe = node_addr(1);
     let link = Command::new("ip")
-        .args(["-o", "link", "show", LAB_BRIDGE])
+        .args(["-o", "link", "show", &bridge])
         .output();
     let link = match link {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(_) => return Some(format!("the lab bridge {LAB_BRIDGE} does not exist")),
+        Ok(_) => return Some(format!("the lab bridge {bridge} does not exist")),
         Err(e) => return Some(format!("cannot run ip: {e}")),
     };
     let flags = link.split(['<', '>']).nth(1).unwrap_or("");
     if !flags.split(',').any(|f| f == "UP") {
         return Some(format!(
-            "the lab bridge {LAB_BRIDGE} is not up: {}",
+            "the lab bridge {bridge} is not up: {}",
             link.trim()
         ));
     }
     let route = Command::new("ip")
-        .args(["route", "get", LAB_PROBE_ADDR])
+        .args(["route", "get", &probe])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    if !route.contains(&format!("dev {LAB_BRIDGE}")) || route.contains(" via ") {
+    if !route.contains(&format!("dev {bridge}")) || route.contains(" via ") {
         return Some(format!(
-            "{LAB_PROBE_ADDR} does not route through {LAB_BRIDGE}: {}",
+            "{probe} does not route through {bridge}: {}",
             route.trim()
         ));
     }
@@ -90,18 +121,20 @@ impl Lab {
         let mut all = vec!["lab", "up"];
         all.extend_from_slice(args);
         let out = db(state.path(), &all);
+        let inventory = state.path().join(lab_dir_name()).join("inventory.yaml");
+        // The guard first: a failed check below still takes down whatever did come up.
+        let lab = Lab { state, inventory };
         assert!(out.status.success(), "lab up failed");
-        let inventory = state.path().join("lab/inventory.yaml");
         assert!(
-            inventory.exists(),
+            lab.inventory.exists(),
             "lab up wrote no inventory at {}",
-            inventory.display()
+            lab.inventory.display()
         );
-        Lab { state, inventory }
+        lab
     }
 
     pub fn dir(&self) -> PathBuf {
-        self.state.path().join("lab")
+        self.state.path().join(lab_dir_name())
     }
 
     /// Run director-boot; anything but a `lab` subcommand may contact lab addresses, so the
