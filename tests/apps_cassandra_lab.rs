@@ -56,19 +56,34 @@ fn cql(python: &Path, port: &str, args: &[&str]) -> String {
     require_lab_bridge();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/cql_rows.py");
     let t0 = Instant::now();
-    let out = Command::new(python)
-        .arg(script)
-        .arg(node_addr(1))
-        .arg(port)
-        .args(args)
-        .output()
-        .expect("run cql_rows.py");
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "cql_rows.py {args:?}: {text}{}",
-        stderr(&out)
-    );
+    // A connection the driver finds dead (on this loaded lab host a member can stall past the
+    // driver's heartbeat) is retried from scratch, twice: the write is idempotent (same rows,
+    // IF NOT EXISTS schema); a read that finds rows missing or wrong is never retried.
+    let mut attempt = 1;
+    let text = loop {
+        let out = Command::new(python)
+            .arg(&script)
+            .arg(node_addr(1))
+            .arg(port)
+            .args(args)
+            .output()
+            .expect("run cql_rows.py");
+        let text = stdout(&out);
+        if out.status.success() {
+            break text;
+        }
+        let err = stderr(&out);
+        let transient = ["NoHostAvailable", "defunct", "OperationTimedOut"]
+            .iter()
+            .any(|m| err.contains(m));
+        assert!(
+            transient && attempt < 3,
+            "cql_rows.py {args:?} (attempt {attempt}): {text}{err}"
+        );
+        eprintln!("cql_rows.py {args:?} attempt {attempt} lost its connection, retrying: {err}");
+        attempt += 1;
+        std::thread::sleep(Duration::from_secs(15));
+    };
     eprintln!(
         "cql_rows.py {args:?} in {:.1} s: {}",
         t0.elapsed().as_secs_f64(),
