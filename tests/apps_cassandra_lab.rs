@@ -51,23 +51,114 @@ fn cql_python() -> PathBuf {
 }
 
 /// tests/support/cql_rows.py against node1's NodePort of `cassandra-seed-0`'s CQL port.
+/// Prints how long it took.
 fn cql(python: &Path, port: &str, args: &[&str]) -> String {
     require_lab_bridge();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/cql_rows.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args(["10.213.0.11", port])
-        .args(args)
-        .output()
-        .expect("run cql_rows.py");
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "cql_rows.py {args:?}: {text}{}",
-        stderr(&out)
+    let t0 = Instant::now();
+    // A connection the driver finds dead (on this loaded lab host a member can stall past the
+    // driver's heartbeat) is retried from scratch, twice: the write is idempotent (same rows,
+    // IF NOT EXISTS schema); a read that finds rows missing or wrong is never retried.
+    let mut attempt = 1;
+    let text = loop {
+        let out = Command::new(python)
+            .arg(&script)
+            .arg(node_addr(1))
+            .arg(port)
+            .args(args)
+            .output()
+            .expect("run cql_rows.py");
+        let text = stdout(&out);
+        if out.status.success() {
+            break text;
+        }
+        let err = stderr(&out);
+        let transient = ["NoHostAvailable", "defunct", "OperationTimedOut"]
+            .iter()
+            .any(|m| err.contains(m));
+        assert!(
+            transient && attempt < 3,
+            "cql_rows.py {args:?} (attempt {attempt}): {text}{err}"
+        );
+        eprintln!("cql_rows.py {args:?} attempt {attempt} lost its connection, retrying: {err}");
+        attempt += 1;
+        std::thread::sleep(Duration::from_secs(15));
+    };
+    eprintln!(
+        "cql_rows.py {args:?} in {:.1} s: {}",
+        t0.elapsed().as_secs_f64(),
+        text.trim()
     );
-    eprintln!("cql_rows.py {args:?}: {}", text.trim());
     text
+}
+
+/// `apps scale cassandra --role worker --members N`, its progress lines (stderr) stamped with
+/// the seconds since the start as they come, so each step's wall time shows: the members'
+/// readiness, then each hook (`addnodes in POD`, `delnodes in POD`) until the next line.
+/// Returns stdout + stderr and the stamped lines.
+fn timed_scale(c: &Cluster, members: &str) -> (bool, String, Vec<(f64, String)>) {
+    use std::io::{BufRead, BufReader};
+    require_lab_bridge();
+    let args = [
+        "apps",
+        "scale",
+        "cassandra",
+        "--role",
+        "worker",
+        "--members",
+        members,
+        "--timeout",
+        "1500",
+    ];
+    let t0 = Instant::now();
+    let mut child = Command::new(BIN)
+        .env("DIRECTOR_BOOT_STATE_DIR", c.lab.state.path())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run director-boot apps scale");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let mut stamped = Vec::new();
+    let mut text = String::new();
+    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+        let Ok(line) = line else { break };
+        let at = t0.elapsed().as_secs_f64();
+        eprintln!("[{at:7.1} s] {line}");
+        text.push_str(&line);
+        text.push('\n');
+        stamped.push((at, line));
+    }
+    let ok = child.wait().expect("wait apps scale").success();
+    let stdout = reader.join().unwrap_or_default();
+    let end = t0.elapsed().as_secs_f64();
+    eprintln!("$ director-boot {} ({end:.1} s)\n{stdout}", args.join(" "));
+    stamped.push((end, "(done)".to_string()));
+    (ok, stdout + &text, stamped)
+}
+
+/// Seconds from the first line containing `from` to the next line after the last one
+/// containing `from` (a hook run lasts until the next progress line), or to `to` when given.
+fn span(stamped: &[(f64, String)], from: &str) -> f64 {
+    let first = stamped.iter().position(|(_, l)| l.contains(from));
+    let last = stamped.iter().rposition(|(_, l)| l.contains(from));
+    match (first, last) {
+        (Some(f), Some(l)) => stamped.get(l + 1).map_or(0.0, |n| n.0) - stamped[f].0,
+        _ => 0.0,
+    }
+}
+
+/// Seconds from the start to the first line containing `until`.
+fn until(stamped: &[(f64, String)], until: &str) -> f64 {
+    stamped
+        .iter()
+        .find(|(_, l)| l.contains(until))
+        .map_or(0.0, |(t, _)| *t)
 }
 
 fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
@@ -294,42 +385,30 @@ fn cassandra_ring_keeps_rows_through_a_pod_restart_and_scaling() {
 
     if long_tests() {
         // Scale the workers 1 -> 2 (a join, cleanup on the others) -> 1 (a decommission).
-        let t0 = Instant::now();
-        let out = c.lab.run(&[
-            "apps",
-            "scale",
-            "cassandra",
-            "--role",
-            "worker",
-            "--members",
-            "2",
-        ]);
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-        let ring = wait_ring(&c, "cassandra-seed-0", 4, 180);
+        let (ok, text, stamped) = timed_scale(&c, "2");
+        assert!(ok, "scale to 2: {text}");
+        let ring = wait_ring(&c, "cassandra-seed-0", 4, 300);
         eprintln!(
-            "scaled to 4 in {:.1} s:\n{ring}",
-            t0.elapsed().as_secs_f64()
+            "scaled to 4: join (cassandra-worker-1 Ready, UN) {:.1} s, cleanup (addnodes) {:.1} s, \
+             {:.1} s in all:\n{ring}",
+            until(&stamped, "addnodes in"),
+            span(&stamped, "addnodes in"),
+            stamped.last().map_or(0.0, |l| l.0)
         );
-        let t0 = Instant::now();
-        let out = c.lab.run(&[
-            "apps",
-            "scale",
-            "cassandra",
-            "--role",
-            "worker",
-            "--members",
-            "1",
-        ]);
-        let text = stdout(&out) + &stderr(&out);
-        assert!(out.status.success(), "{text}");
+        let (ok, text, stamped) = timed_scale(&c, "1");
+        assert!(ok, "scale to 1: {text}");
         assert!(
             text.contains("delnodes ran in cassandra-worker-1"),
             "no decommission: {text}"
         );
-        let ring = wait_ring(&c, "cassandra-seed-0", 3, 180);
+        let ring = wait_ring(&c, "cassandra-seed-0", 3, 300);
         eprintln!(
-            "scaled to 3 in {:.1} s:\n{ring}",
-            t0.elapsed().as_secs_f64()
+            "scaled to 3: decommission (delnodes in cassandra-worker-1) {:.1} s, cleanup \
+             (delnodes in the rest) {:.1} s, {:.1} s in all:\n{ring}",
+            span(&stamped, "delnodes in cassandra-worker-1"),
+            span(&stamped, "delnodes in cassandra-seed-")
+                + span(&stamped, "delnodes in cassandra-worker-0"),
+            stamped.last().map_or(0.0, |l| l.0)
         );
         assert!(
             !c.kubectl(&["-n", NS, "get", "pod", "cassandra-worker-1"])
