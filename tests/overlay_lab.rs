@@ -304,6 +304,11 @@ fn overlay_netcheck_and_fault_diagnosis() {
             "1",
             "--min-efficiency",
             "0.2",
+            // This step checks the report, not the lab's figures: an unlimited UDP blast on a
+            // loaded 2-core machine loses 5-30 % of its packets (the underlay too), as the
+            // efficiency varies, so both thresholds are loose here.
+            "--max-udp-loss",
+            "0.5",
         ],
         Duration::from_secs(300),
     );
