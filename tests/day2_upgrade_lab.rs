@@ -22,7 +22,10 @@ use common::*;
 
 const FROM: &str = "v1.36.3";
 const TO: &str = "v1.37.2";
-const NODEPORT: &str = "10.213.0.11:30081";
+/// node1's NodePort of the probe Service.
+fn nodeport() -> String {
+    format!("{}:30081", node_addr(1))
+}
 
 fn has_version(mirror: &std::path::Path, v: &str) -> bool {
     let Ok(text) = std::fs::read_to_string(mirror.join("manifest.json")) else {
@@ -50,7 +53,7 @@ fn upgrade_mirror() -> Option<PathBuf> {
 
 /// One HTTP GET through the NodePort; Err says why it failed.
 fn get_once() -> Result<(), String> {
-    let addr = NODEPORT
+    let addr = nodeport()
         .to_socket_addrs()
         .map_err(|e| e.to_string())?
         .next()
@@ -245,7 +248,7 @@ fn rolling_upgrade_keeps_serving_and_resumes_after_a_lost_host() {
 
     // node3's sshd (and its sessions) killed 25 s into the upgrade, back 60 s later
     let arm = c.lab.ssh(
-        "10.213.0.13",
+        &node_addr(3),
         "systemd-run --quiet --on-active=25 systemctl kill --signal=KILL ssh.service && systemd-run --quiet --on-active=85 systemctl restart ssh.service",
     );
     assert!(arm.status.success(), "{}", stderr(&arm));
@@ -282,7 +285,7 @@ fn rolling_upgrade_keeps_serving_and_resumes_after_a_lost_host() {
 
     // wait for node3's sshd, then resume
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !c.lab.ssh("10.213.0.13", "true").status.success() {
+    while !c.lab.ssh(&node_addr(3), "true").status.success() {
         assert!(Instant::now() < deadline, "node3's sshd did not come back");
         std::thread::sleep(Duration::from_secs(3));
     }

@@ -4,7 +4,7 @@
 use super::apply::{Env, apply_role, wait_healthy};
 use super::context::NodeContext;
 use super::kubectl::Kubectl;
-use super::plan::tera_context;
+use super::plan::{applies, tera_context};
 use super::role::ComponentRole;
 use crate::node::Node;
 
@@ -16,12 +16,16 @@ pub async fn apply(
     nc: &NodeContext,
     role: &ComponentRole,
 ) -> anyhow::Result<Vec<String>> {
+    let ctx = tera_context(env.cluster, nc);
+    // An add-on whose `when` does not hold (say, its image is not in this mirror) is left out.
+    if !applies(env.renderer, role, &ctx)? {
+        return Ok(Vec::new());
+    }
     // Files, binaries and units of the role itself, without its health checks (they usually
     // need the manifests applied first).
     let mut bare = role.clone();
     bare.health.clear();
     let mut changes = apply_role(env, node, nc, &bare).await?.changes;
-    let ctx = tera_context(env.cluster, nc);
     for m in &role.manifests {
         let text = env.renderer.render(m, &ctx)?;
         let base = m.rsplit('/').next().unwrap_or(m);
