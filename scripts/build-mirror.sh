@@ -696,6 +696,43 @@ lpp_artifacts() {
 
 lpp_stamp() { lpp_fingerprint >"$LPP_STAMP"; }
 
+# ---- overlay encryption: wireguard-go + director-wg (role overlay-wireguard) -----
+# Self-contained step with its own stamp: the userspace WireGuard implementation for hosts
+# without the kernel module (this machine's kernel has none), and director-wg
+# (scripts/director-wg: wgctrl, which drives the kernel module and wireguard-go alike), both
+# static. Rebuilt only when the pin or director-wg's source changes.
+readonly WG_GO_MODULE=golang.zx2c4.com/wireguard
+readonly WG_GO_VERSION=v0.0.0-20260522210424-ecfc5a8d5446   # wireguard-go 0.0.20250522
+readonly WG_TOOL_SRC=$REPO_ROOT/scripts/director-wg
+readonly WG_STAMP=$MIRROR/.stamp-wireguard
+
+wg_fingerprint() {
+  printf '%s %s\n' "$WG_GO_VERSION" \
+    "$(cat "$WG_TOOL_SRC/main.go" "$WG_TOOL_SRC/go.mod" "$WG_TOOL_SRC/go.sum" | sha256sum | cut -d' ' -f1)"
+}
+
+wg_is_current() {
+  all_present bin/wireguard-go bin/director-wg && [[ -s $WG_STAMP && $(<"$WG_STAMP") == "$(wg_fingerprint)" ]]
+}
+
+wg_artifacts() {
+  local out
+  wg_is_current || rm -f "$MIRROR/bin/wireguard-go" "$MIRROR/bin/director-wg" "$WG_STAMP"
+  go_module_build "$WG_GO_MODULE" "$WG_GO_VERSION" 0 "" "-s -w" bin "$WG_GO_MODULE=wireguard-go"
+  if ! all_present bin/director-wg; then
+    log "building director-wg (scripts/director-wg)"
+    out=$(mktemp -d "$WORK/director-wg.XXXXXX")
+    (cd "$WG_TOOL_SRC" && go build -trimpath -ldflags "-s -w" -o "$out/director-wg" .)
+    put_binary "$out/director-wg" bin/director-wg
+    rm -rf "$out"
+  fi
+  record wireguard-go "$WG_GO_VERSION" binary bin/wireguard-go "go:$WG_GO_MODULE@$WG_GO_VERSION"
+  record director-wg "$(wg_fingerprint | cut -c1-12)" binary bin/director-wg \
+    "scripts/director-wg (go:golang.zx2c4.com/wireguard/wgctrl)"
+}
+
+wg_stamp() { wg_fingerprint >"$WG_STAMP"; }
+
 # ---- manifest ---------------------------------------------------------------
 linkage() {
   local f=$1 libs
@@ -786,7 +823,8 @@ main() {
   parse_args "$@"
   require_tools
   take_lock
-  if mirror_is_current && netpol_is_current && lpp_is_current && upgrade_targets_present; then
+  if mirror_is_current && netpol_is_current && lpp_is_current && wg_is_current &&
+    upgrade_targets_present; then
     log "mirror up to date: $MIRROR (${#K8S_COMMANDS[@]} k8s binaries, $K8S_VERSION${K8S_UPGRADE_VERSIONS[*]:+; upgrade targets ${K8S_UPGRADE_VERSIONS[*]}})"
     return 0
   fi
@@ -802,6 +840,7 @@ main() {
   step "images" image_artifacts
   step "kube-network-policies $KNP_VERSION" netpol_artifacts
   step "local-path-provisioner $LPP_VERSION" lpp_artifacts
+  step "wireguard-go, director-wg" wg_artifacts
   ((${#K8S_UPGRADE_VERSIONS[@]} == 0)) ||
     step "kubernetes upgrade targets ${K8S_UPGRADE_VERSIONS[*]}" upgrade_artifacts
   step "upstream layout" upstream_layout
@@ -809,6 +848,7 @@ main() {
   step "pinned.yaml" write_pinned
   netpol_stamp
   lpp_stamp
+  wg_stamp
   log "mirror ready: $MIRROR ($(du -sh "$MIRROR" | cut -f1)) in $((SECONDS - START))s"
 }
 

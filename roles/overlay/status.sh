@@ -1,7 +1,10 @@
 # director-boot overlay status: raw state of this host's part of the overlay, in sections that
 # src/commands/overlay.rs compares with what the inventory says. Read-only.
-dev="$1"; br="$2"
+dev="$1"; br="$2"; wg="$3"
+if [ -n "$wg" ]; then dev="$wg"; fi
 echo "== link"; ip -d -o link show dev "$dev" 2>/dev/null
+echo "== wireguard"; [ -z "$wg" ] || /usr/local/bin/director-wg show "$wg" 2>/dev/null
+echo "== now"; date +%s
 echo "== routes"; ip -4 route show proto 213 2>/dev/null
 echo "== neigh"; ip -4 neigh show dev "$dev" nud permanent 2>/dev/null
 echo "== fdb"; bridge fdb show dev "$dev" 2>/dev/null | grep ' dst '

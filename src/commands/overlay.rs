@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::connect::load_inventory;
 use crate::cli::OverlayCommand;
 use crate::cluster_state::ClusterState;
-use crate::engine::context::{self, NodeContext, POD_BRIDGE, VXLAN_DEVICE};
+use crate::engine::context::{self, NodeContext, POD_BRIDGE, VXLAN_DEVICE, WIREGUARD_DEVICE};
 use crate::engine::render::Renderer;
 use crate::engine::runner::Runner;
 use crate::fleet::{open_nodes, ssh_config};
@@ -60,10 +60,12 @@ pub async fn run(
             let mut rows = Vec::new();
             for h in &inv.hosts {
                 let st = match (nodes.iter().find(|n| n.name() == h.name), ctxs.get(&h.name)) {
-                    (Some(n), Some(nc)) => match host_status(n, &script).await {
-                        Ok(raw) => compare(nc, &raw),
-                        Err(e) => HostStatus::unreachable(&h.name, &format!("{e:#}")),
-                    },
+                    (Some(n), Some(nc)) => {
+                        match host_status(n, &script, nc.overlay_encrypt).await {
+                            Ok(raw) => compare(nc, &raw),
+                            Err(e) => HostStatus::unreachable(&h.name, &format!("{e:#}")),
+                        }
+                    }
                     _ => HostStatus::unreachable(&h.name, "unreachable over SSH"),
                 };
                 rows.push(st);
@@ -205,7 +207,11 @@ fn peer_paths(r: &HostStatus) -> String {
                 "{}={}{}",
                 p.name,
                 p.path,
-                if p.encrypted { "+wg" } else { "" }
+                if p.encrypted && p.path != "wireguard" {
+                    "+wg"
+                } else {
+                    ""
+                }
             )
         })
         .collect::<Vec<_>>()
@@ -229,10 +235,31 @@ pub(super) fn recorded_subnets(
     })
 }
 
-async fn host_status(n: &Node, script: &str) -> anyhow::Result<String> {
-    let cmd = crate::node::script_command(script, &[VXLAN_DEVICE, POD_BRIDGE]);
-    Ok(n.session.run(&cmd).await?.stdout)
+async fn host_status(n: &Node, script: &str, encrypted: bool) -> anyhow::Result<String> {
+    let wg = if encrypted { WIREGUARD_DEVICE } else { "" };
+    let cmd = crate::node::script_command(script, &[VXLAN_DEVICE, POD_BRIDGE, wg]);
+    // Root: the WireGuard device's state comes from its configuration socket or netlink.
+    Ok(n.session.sudo(&cmd).await?.stdout)
 }
+
+/// One peer of the host's WireGuard device, as `director-wg show` prints it.
+#[derive(Debug, serde::Deserialize)]
+struct WgPeer {
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+    #[serde(default)]
+    latest_handshake: i64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct WgShow {
+    #[serde(default)]
+    peers: Vec<WgPeer>,
+}
+
+/// WireGuard says a session is stale after 180 s without a handshake (REJECT_AFTER_TIME); with
+/// traffic it re-handshakes every 120 s.
+const WG_STALE_SECS: i64 = 180;
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct HostStatus {
@@ -263,6 +290,8 @@ pub struct PeerStatus {
     /// Pod traffic to this peer is encrypted.
     pub encrypted: bool,
     pub ok: bool,
+    /// Seconds since the last WireGuard handshake with this peer (encrypted; none yet: null).
+    pub handshake_age_secs: Option<i64>,
 }
 
 impl HostStatus {
@@ -314,7 +343,12 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
     let link = get("link");
     let (device, mtu) = match link.first() {
         None => {
-            problems.push(format!("no {VXLAN_DEVICE}: run `director-boot overlay up`"));
+            let dev = if nc.overlay_encrypt {
+                WIREGUARD_DEVICE
+            } else {
+                VXLAN_DEVICE
+            };
+            problems.push(format!("no {dev}: run `director-boot overlay up`"));
             ("missing".to_string(), None)
         }
         Some(l) => {
@@ -337,6 +371,15 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
     let neigh = get("neigh");
     let fdb = get("fdb");
     let decided = get("decided");
+    let wg: Option<WgShow> = get("wireguard")
+        .first()
+        .and_then(|l| serde_json::from_str(l).ok());
+    if nc.overlay_encrypt && wg.is_none() {
+        problems.push(format!(
+            "no WireGuard device {WIREGUARD_DEVICE} answers: run `director-boot overlay up` (journalctl -u director-wireguard)"
+        ));
+    }
+    let now: Option<i64> = get("now").first().and_then(|l| l.trim().parse().ok());
     let mut ok = 0;
     let mut peers = Vec::new();
     for p in &nc.peers {
@@ -355,8 +398,45 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
         let r = route.is_some_and(|l| match path.as_str() {
             "direct" => word_after(l, "via") == Some(dst.as_str()),
             "vxlan" => word_after(l, "dev") == Some(VXLAN_DEVICE),
+            "wireguard" => word_after(l, "dev") == Some(WIREGUARD_DEVICE),
             _ => true,
         });
+        if nc.overlay_encrypt {
+            // A WireGuard peer routing the peer's pod subnet, and how fresh its session is.
+            let wp = wg
+                .as_ref()
+                .and_then(|w| w.peers.iter().find(|x| x.allowed_ips.contains(&subnet)));
+            let good = r && wp.is_some();
+            if good {
+                ok += 1;
+            } else {
+                let missing: Vec<&str> = [(r, "route"), (wp.is_some(), "WireGuard peer")]
+                    .iter()
+                    .filter(|(has, _)| !has)
+                    .map(|(_, w)| *w)
+                    .collect();
+                problems.push(format!("{}: missing {}", p.name, missing.join("+")));
+            }
+            let handshake = wp.map(|x| x.latest_handshake).filter(|h| *h > 0);
+            peers.push(PeerStatus {
+                name: p.name.clone(),
+                backend: p.backend.to_string(),
+                path,
+                encrypted: true,
+                ok: good,
+                handshake_age_secs: handshake.zip(now).map(|(h, n)| (n - h).max(0)),
+            });
+            if let (Some(age), true) = (peers.last().and_then(|x| x.handshake_age_secs), good)
+                && age > WG_STALE_SECS
+            {
+                problems.push(format!(
+                    "{}: last WireGuard handshake {age} s ago (no session: is the peer up, UDP {} open?)",
+                    p.name,
+                    crate::engine::context::WIREGUARD_PORT
+                ));
+            }
+            continue;
+        }
         let n = neigh
             .iter()
             .any(|l| l.split_whitespace().next() == Some(&vtep) && l.contains(&p.vtep_mac));
@@ -386,6 +466,7 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
             path,
             encrypted: false,
             ok: good,
+            handshake_age_secs: None,
         });
     }
     let known: Vec<String> = nc.peers.iter().map(|p| p.pod_subnet.to_string()).collect();

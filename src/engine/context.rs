@@ -20,6 +20,12 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 pub const WIREGUARD_OVERHEAD: u32 = 60;
 /// Name of the overlay's VXLAN device on every node.
 pub const VXLAN_DEVICE: &str = "dbvx0";
+/// Name of the overlay's WireGuard device on every node (`network.overlay.encrypt`).
+pub const WIREGUARD_DEVICE: &str = "dbwg0";
+/// UDP port WireGuard listens on (its customary port, as Calico and flannel use).
+pub const WIREGUARD_PORT: u16 = 51820;
+/// Where each host keeps its WireGuard private key (0600, generated there).
+pub const WIREGUARD_KEY: &str = "/etc/director-boot/wireguard/private.key";
 /// Name of the bridge local pods attach to.
 pub const POD_BRIDGE: &str = "dbbr0";
 /// Addresses at the top of every node's pod subnet that pods never get (the broadcast address
@@ -63,6 +69,12 @@ pub struct Peer {
     /// In `cluster.nodes`: the host's own setting; in `node.peers`: what the pair uses
     /// (`Backend::pair` of both ends' settings; `auto` is decided on the host, per peer).
     pub backend: Backend,
+    /// The host's WireGuard public key (`network.overlay.encrypt`), read from the host by the
+    /// overlay-keys phase (the private key never leaves it); empty without encryption.
+    pub wg_public_key: String,
+    /// A key the host is rotating to (`overlay rotate-keys`): its peers already answer its
+    /// handshakes, while `wg_public_key` still carries the traffic. Usually empty.
+    pub wg_announced_key: String,
 }
 
 /// TLS cipher suites for every component's server (the CIS Benchmark's list for kubelets,
@@ -131,6 +143,11 @@ pub struct ClusterContext {
     pub etcd_token: String,
     pub overlay_vni: u32,
     pub overlay_port: u16,
+    /// Pod traffic between hosts goes through WireGuard (`network.overlay.encrypt`).
+    pub overlay_encrypt: bool,
+    pub wireguard_device: &'static str,
+    pub wireguard_port: u16,
+    pub wireguard_key: &'static str,
     pub nodes: Vec<Peer>,
     /// Image references by short name (`pause`, `coredns`), from the artifact manifest.
     pub images: BTreeMap<String, String>,
@@ -268,6 +285,8 @@ pub fn cluster(
             vtep_address: subnet.network(),
             vtep_mac: vtep_mac(&inv.cluster_name, &h.name),
             backend: h.overlay_backend.unwrap_or(inv.network.overlay.backend),
+            wg_public_key: String::new(),
+            wg_announced_key: String::new(),
         });
     }
     Ok(ClusterContext {
@@ -298,6 +317,10 @@ pub fn cluster(
         etcd,
         overlay_vni: inv.network.overlay.vni,
         overlay_port: inv.network.overlay.port,
+        overlay_encrypt: inv.network.overlay.encrypt,
+        wireguard_device: WIREGUARD_DEVICE,
+        wireguard_port: WIREGUARD_PORT,
+        wireguard_key: WIREGUARD_KEY,
         nodes,
         images,
         audit: AuditContext::from(&inv.audit),
@@ -431,6 +454,8 @@ mod tests {
             vtep_address: "10.244.1.0".parse().unwrap(),
             vtep_mac: vtep_mac("lab", "p"),
             backend,
+            wg_public_key: String::new(),
+            wg_announced_key: String::new(),
         }
     }
 

@@ -80,6 +80,8 @@ fn fixture_cluster() -> ClusterContext {
             } else {
                 Backend::Auto
             },
+            wg_public_key: String::new(),
+            wg_announced_key: String::new(),
         })
         .collect();
     ClusterContext {
@@ -102,6 +104,10 @@ fn fixture_cluster() -> ClusterContext {
         etcd_token: format!("{CLUSTER}-etcd"),
         overlay_vni: 4242,
         overlay_port: OVERLAY_PORT,
+        overlay_encrypt: false,
+        wireguard_device: crate::engine::context::WIREGUARD_DEVICE,
+        wireguard_port: crate::engine::context::WIREGUARD_PORT,
+        wireguard_key: crate::engine::context::WIREGUARD_KEY,
         nodes,
         images: [
             ("pause", "registry.k8s.io/pause:3.10"),

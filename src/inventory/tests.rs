@@ -1858,15 +1858,25 @@ hosts:
 );
 
 bad!(
-    overlay_encrypt_is_refused_until_built,
+    overlay_encrypt_with_a_direct_backend_is_refused,
     r"
 cluster: {name: c1}
 network:
-  overlay: {encrypt: true}
+  overlay: {encrypt: true, backend: direct}
 hosts:
   - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}
 ",
     [
-        "inv.yaml:3:22: network.overlay.encrypt: `true` is not built yet: director-boot cannot encrypt pod traffic between hosts (WireGuard is not part of the overlay yet), and accepting it would send pod traffic in clear; remove it or set `false`"
+        "inv.yaml:3:37: network.overlay.backend: `direct` sends pod packets between hosts unencapsulated and in clear, which `encrypt: true` forbids (every pair then goes through WireGuard); remove `backend` or set `auto`"
     ]
 );
+
+#[test]
+fn overlay_encrypt_is_accepted() {
+    let inv = crate::inventory::load_str(
+        "cluster: {name: c1}\nnetwork:\n  overlay: {encrypt: true}\nhosts:\n  - {name: n1, address: 192.168.1.1, roles: [etcd, control-plane, worker]}\n",
+        std::path::Path::new("inv.yaml"),
+    )
+    .expect("valid");
+    assert!(inv.network.overlay.encrypt);
+}

@@ -358,12 +358,20 @@ fn check_network(raw: &RawNetwork, host_count: usize, p: &mut Problems) -> Netwo
             format!("{mtu} is below IPv6's minimum MTU: with an IPv6 pod_cidr use auto or {IPV6_MIN_MTU}..=9000"),
         );
     }
-    // Pod traffic must never be believed encrypted while it travels in clear.
-    if let Some(Spanned { value: true, mark }) = &overlay.encrypt {
+    // With encryption every pair goes through WireGuard: a pair forced to `direct` (plain
+    // routing, pods' packets on the wire as they are) would contradict it.
+    if let (
+        Some(Spanned { value: true, .. }),
+        Some(Spanned {
+            value: Backend::Direct,
+            mark,
+        }),
+    ) = (&overlay.encrypt, &overlay.backend)
+    {
         p.add(
             Some(*mark),
-            "network.overlay.encrypt",
-            "`true` is not built yet: director-boot cannot encrypt pod traffic between hosts (WireGuard is not part of the overlay yet), and accepting it would send pod traffic in clear; remove it or set `false`",
+            "network.overlay.backend",
+            "`direct` sends pod packets between hosts unencapsulated and in clear, which `encrypt: true` forbids (every pair then goes through WireGuard); remove `backend` or set `auto`",
         );
     }
     Network {

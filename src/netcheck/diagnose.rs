@@ -19,6 +19,10 @@ pub struct PairEvidence<'a> {
     pub overlay_port: u16,
     /// The MTU pods (or netcheck's namespaces) use on the overlay.
     pub overlay_mtu: u32,
+    /// The overlay's device between hosts (dbvx0, or dbwg0 when encrypted) and the bytes its
+    /// encapsulation adds.
+    pub device: &'a str,
+    pub overhead: u32,
 }
 
 fn diag(
@@ -50,19 +54,22 @@ pub fn diagnose(e: &PairEvidence<'_>) -> Vec<Diagnosis> {
             out.push(diag(
                 "overlay-device-missing",
                 Some(host),
-                format!("{host} has no overlay device (dbvx0)"),
+                format!("{host} has no overlay device ({})", e.device),
                 "run `director-boot overlay up INVENTORY` (or `init`) to lay the overlay".into(),
-                vec![format!("{host}: /sys/class/net/dbvx0 does not exist")],
+                vec![format!(
+                    "{host}: /sys/class/net/{} does not exist",
+                    e.device
+                )],
             ));
         } else if f.vxlan_state == "down" {
             out.push(diag(
                 "overlay-device-down",
                 Some(host),
-                format!("{host}'s overlay device dbvx0 is down"),
+                format!("{host}'s overlay device {} is down", e.device),
                 format!(
                     "on {host}: `systemctl restart director-overlay` (or `director-boot overlay up INVENTORY`)"
                 ),
-                vec![format!("{host}: dbvx0 operstate down")],
+                vec![format!("{host}: {} operstate down", e.device)],
             ));
         }
         if f.ip_forward == Some(false) {
@@ -122,8 +129,8 @@ pub fn diagnose(e: &PairEvidence<'_>) -> Vec<Diagnosis> {
                     "allow UDP {port} between the nodes in every firewall on the path (host firewalls, cloud security groups, hypervisor filters)"
                 ),
                 vec![format!(
-                    "{}'s dbvx0 received 0 packets while {} sent to it; the underlay between them works",
-                    e.to, e.from
+                    "{}'s {} received 0 packets while {} sent to it; the underlay between them works",
+                    e.to, e.device, e.from
                 )],
             ));
         }
@@ -151,8 +158,8 @@ pub fn diagnose(e: &PairEvidence<'_>) -> Vec<Diagnosis> {
                     format!("{host} has strict reverse-path filtering (rp_filter=1), which drops overlay traffic arriving on an unexpected interface"),
                     format!("on {host}: `sysctl -w net.ipv4.conf.all.rp_filter=2` (loose) and keep it in /etc/sysctl.d"),
                     vec![format!(
-                        "{host}: rp_filter all={:?} underlay={:?} dbvx0={:?}",
-                        f.rp_filter_all, f.rp_filter_underlay, f.rp_filter_vxlan
+                        "{host}: rp_filter all={:?} underlay={:?} {}={:?}",
+                        f.rp_filter_all, f.rp_filter_underlay, e.device, f.rp_filter_vxlan
                     )],
                 ));
             }
@@ -182,22 +189,21 @@ pub fn diagnose(e: &PairEvidence<'_>) -> Vec<Diagnosis> {
     for (host, facts) in nodes {
         let Some(f) = facts else { continue };
         if let (Some(u), Some(v)) = (f.underlay_mtu, f.vxlan_mtu) {
-            let need = e.overlay_mtu + super::VXLAN_OVERHEAD;
+            let need = e.overlay_mtu + e.overhead;
             if u < need {
                 culprit = Some((
                     host,
                     format!(
-                        "{host}: underlay MTU {u} < overlay MTU {} + {} bytes of VXLAN",
-                        e.overlay_mtu,
-                        super::VXLAN_OVERHEAD
+                        "{host}: underlay MTU {u} < overlay MTU {} + {} bytes of encapsulation",
+                        e.overlay_mtu, e.overhead
                     ),
                 ));
-            } else if v > u.saturating_sub(super::VXLAN_OVERHEAD) {
+            } else if v > u.saturating_sub(e.overhead) {
                 culprit = Some((
                     host,
                     format!(
-                        "{host}: dbvx0 MTU {v} > underlay MTU {u} - {}",
-                        super::VXLAN_OVERHEAD
+                        "{host}: {} MTU {v} > underlay MTU {u} - {}",
+                        e.device, e.overhead
                     ),
                 ));
             }
@@ -307,6 +313,8 @@ mod tests {
             to_vxlan_rx_delta: rx,
             overlay_port: 8472,
             overlay_mtu: 1450,
+            device: "dbvx0",
+            overhead: super::super::VXLAN_OVERHEAD,
         }
     }
 

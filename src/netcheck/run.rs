@@ -13,7 +13,9 @@ use super::diagnose::{PairEvidence, diagnose};
 use super::facts::NetFacts;
 use super::model::{Measurement, PairResult, Report, Thresholds};
 use super::probe_json::ProbeOutput;
-use crate::engine::context::{self, NodeContext, POD_BRIDGE, VXLAN_DEVICE};
+use crate::engine::context::{
+    self, NodeContext, POD_BRIDGE, VXLAN_DEVICE, WIREGUARD_DEVICE, WIREGUARD_PORT,
+};
 use crate::engine::render::Renderer;
 use crate::engine::runner::Runner;
 use crate::inventory::Inventory;
@@ -146,13 +148,24 @@ fn tera_ctx(nc: &NodeContext, binary: &str, max_secs: u64, netns: bool) -> tera:
     ctx
 }
 
-async fn netfacts(n: &Node, renderer: &Renderer, port: u16) -> anyhow::Result<NetFacts> {
+/// The overlay's device and UDP port between hosts: WireGuard's when the overlay is encrypted.
+fn overlay_device(inv: &Inventory) -> (&'static str, u16) {
+    if inv.network.overlay.encrypt {
+        (WIREGUARD_DEVICE, WIREGUARD_PORT)
+    } else {
+        (VXLAN_DEVICE, inv.network.overlay.port)
+    }
+}
+
+async fn netfacts(
+    n: &Node,
+    renderer: &Renderer,
+    device: &str,
+    port: u16,
+) -> anyhow::Result<NetFacts> {
     let script = renderer.render("netcheck/netfacts.sh", &tera::Context::new())?;
     let port = port.to_string();
-    let cmd = script_command(
-        &script,
-        &[VXLAN_DEVICE, &port, &n.facts.interface, POD_BRIDGE],
-    );
+    let cmd = script_command(&script, &[device, &port, &n.facts.interface, POD_BRIDGE]);
     let out = n.sudo_ok(&cmd).await?;
     Ok(NetFacts::parse(&out.stdout))
 }
@@ -315,11 +328,11 @@ async fn probe(
     }
 }
 
-async fn vxlan_rx(n: &Node) -> Option<u64> {
+async fn vxlan_rx(n: &Node, device: &str) -> Option<u64> {
     let out = n
         .session
         .run(&format!(
-            "cat /sys/class/net/{VXLAN_DEVICE}/statistics/rx_packets"
+            "cat /sys/class/net/{device}/statistics/rx_packets"
         ))
         .await
         .ok()?;
@@ -389,6 +402,8 @@ pub async fn run(
     }
     let ctxs = context::network_only(inv, subnets, &nodes)?;
     let overlay_mtu = ctxs.values().map(|c| c.overlay_mtu).min().unwrap_or(1450);
+    let (device, device_port) = overlay_device(inv);
+    let encrypted = inv.network.overlay.encrypt;
     let cp = nodes
         .iter()
         .find(|n| n.host.has_role(crate::inventory::HostRole::ControlPlane));
@@ -401,7 +416,7 @@ pub async fn run(
             let (renderer, local_binary) = (&renderer, &local_binary);
             async move {
                 let nc = nc.context("no node context")?;
-                let facts = netfacts(n, renderer, inv.network.overlay.port).await?;
+                let facts = netfacts(n, renderer, device, device_port).await?;
                 let netns = opts.mode != Mode::Pods;
                 let p = prepare(n, &nc, renderer, local_binary, max_secs, netns).await?;
                 anyhow::Ok((p, facts))
@@ -501,10 +516,10 @@ pub async fn run(
                     let rx_delta = if overlay.ok() {
                         None
                     } else {
-                        let before = vxlan_rx(pb.node).await;
+                        let before = vxlan_rx(pb.node, device).await;
                         let short = Duration::from_secs(3);
                         let _ = probe(pa, &Target::overlay(pa, pb), "rr", opts, short).await;
-                        let after = vxlan_rx(pb.node).await;
+                        let after = vxlan_rx(pb.node, device).await;
                         match (before, after) {
                             (Some(x), Some(y)) => Some(y.saturating_sub(x)),
                             _ => None,
@@ -527,8 +542,14 @@ pub async fn run(
                 from_facts: facts.get(a),
                 to_facts: facts.get(b),
                 to_vxlan_rx_delta: rx_delta,
-                overlay_port: inv.network.overlay.port,
+                overlay_port: device_port,
                 overlay_mtu,
+                device,
+                overhead: if encrypted {
+                    context::WIREGUARD_OVERHEAD
+                } else {
+                    super::VXLAN_OVERHEAD
+                },
             });
             let backend = facts
                 .get(a)
@@ -539,7 +560,7 @@ pub async fn run(
                 from: a.clone(),
                 to: b.clone(),
                 backend,
-                encrypted: false,
+                encrypted,
                 overlay,
                 underlay,
                 efficiency,

@@ -62,6 +62,9 @@ pub fn phases(only_components: Option<&[&str]>) -> Vec<Box<dyn Phase>> {
         if name == "etcd" {
             list.push(Box::new(phase::etcd_members::EtcdMembers));
         }
+        if name == "overlay" {
+            list.push(Box::new(phase::overlay_keys::OverlayKeys));
+        }
         list.push(Box::new(phase::component::Component {
             name,
             loads_images: name == "runtime",
@@ -188,6 +191,7 @@ mod tests {
                 "runtime",
                 "kubelet",
                 "kube-proxy",
+                "overlay-keys",
                 "overlay",
                 "addons",
                 "secrets-encrypt",
@@ -208,6 +212,7 @@ mod tests {
                 "facts",
                 "artifacts",
                 "node-prep",
+                "overlay-keys",
                 "overlay"
             ]
         );

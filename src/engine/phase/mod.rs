@@ -14,6 +14,7 @@ pub mod connect;
 pub mod encryption;
 pub mod etcd_members;
 pub mod host_plan;
+pub mod overlay_keys;
 pub mod pki;
 pub mod preflight;
 pub mod restore;

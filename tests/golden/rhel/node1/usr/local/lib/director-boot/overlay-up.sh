@@ -14,6 +14,14 @@
 # peers no longer listed are removed. What was decided per peer goes to $DECIDED (read by
 # `director-boot overlay status`).
 #
+# With encryption (`network.overlay.encrypt`), every peer's pod subnet is routed through the
+# WireGuard device instead (backend `wireguard`): the kernel module where the host has one,
+# else wireguard-go (director-wireguard.service), configured by director-wg from $WG_CONF, and
+# no VXLAN device exists. Pod packets to another host never leave in clear: the whole pod CIDR
+# has an unreachable route under the peers' routes (taken when the device is gone), and the
+# $CLEAR_CHAIN chain drops, in FORWARD and OUTPUT, pod-CIDR packets that would leave by any
+# device but the WireGuard device, the pod bridge or loopback.
+#
 # `repair` (the director-overlay-repair timer) does the same and records every difference it
 # had to fix (a route, neighbour or FDB entry removed or changed by something else, a missing
 # device or rule) in $REPAIRS, one line each. `down` removes the device and the chains (reset).
@@ -28,17 +36,26 @@ MAC=32:de:1f:87:e9:ec
 VTEP=10.244.0.0
 MTU=1450
 POD_CIDR=10.244.0.0/16
+ENCRYPT=0
+WG=dbwg0
+WG_CONF=/etc/director-boot/wireguard/dbwg0.json
+WG_TOOL=/usr/local/bin/director-wg
 # The bridge local pods attach to (CNI's bridge plugin reuses it); its address is the host's own
 # address on the overlay, so pods reach host services at it and the host reaches pods from it.
 BRIDGE=dbbr0
-GATEWAY=10.244.0.1/24
+GATEWAY_IP=10.244.0.1
+GATEWAY=$GATEWAY_IP/24
 NAT_CHAIN=DIRECTOR-BOOT-POSTROUTING
 FWD_CHAIN=DIRECTOR-BOOT-FORWARD
+CLEAR_CHAIN=DIRECTOR-BOOT-NO-CLEAR
 # Routes this script lays carry this protocol number, so its stale ones are found on any device.
 PROTO=213
+# The encrypted overlay's unreachable route for the whole pod CIDR (kept apart from PROTO's).
+GUARD_PROTO=214
 DECIDED=/run/director-boot/overlay-backends
 REPAIRS=/var/lib/director-boot/overlay-repairs.log
 MODE="${1:-up}"
+IMPL=""
 
 # One line per peer: name, pod subnet, VTEP address, VTEP MAC, node address, backend.
 PEERS='
@@ -83,6 +100,19 @@ on_link_dev() {
 
 rules() { # the contents of director-boot's chains, for iptables-restore --noflush (atomic)
 	cat <<-EOF
+	*filter
+	:$CLEAR_CHAIN - [0:0]
+	EOF
+	if [ "$ENCRYPT" = 1 ]; then
+		cat <<-EOF
+		-A $CLEAR_CHAIN -d $POD_CIDR -o $WG -j RETURN
+		-A $CLEAR_CHAIN -d $POD_CIDR -o $BRIDGE -j RETURN
+		-A $CLEAR_CHAIN -d $POD_CIDR -o lo -j RETURN
+		-A $CLEAR_CHAIN -d $POD_CIDR -j DROP
+		EOF
+	fi
+	cat <<-EOF
+	COMMIT
 	*nat
 	:$NAT_CHAIN - [0:0]
 	-A $NAT_CHAIN -s $POD_CIDR -d $POD_CIDR -j RETURN
@@ -91,19 +121,55 @@ rules() { # the contents of director-boot's chains, for iptables-restore --noflu
 	COMMIT
 	*filter
 	:$FWD_CHAIN - [0:0]
+	-A $FWD_CHAIN -j $CLEAR_CHAIN
 	-A $FWD_CHAIN -s $POD_CIDR -j ACCEPT
 	-A $FWD_CHAIN -d $POD_CIDR -j ACCEPT
 	COMMIT
 	EOF
 }
 
-up() {
-	sysctl -qw net.ipv4.ip_forward=1
-	# Direct peers' pods arrive on the underlay with pod source addresses; with a mixed
-	# cluster (or a peer that decided differently) the way back may be another device, which
-	# strict reverse-path filtering would drop. Loose mode still drops unroutable sources.
-	echo 2 >"/proc/sys/net/ipv4/conf/$UNDERLAY/rp_filter"
+# The WireGuard device: the kernel's where it has the module, else wireguard-go's (started
+# through its unit, which creates the device). Prints `kernel` or `userspace`.
+wg_device() {
+	if [ ! -e "/sys/class/net/$WG" ]; then
+		if ip link add "$WG" type wireguard 2>/dev/null; then
+			fixed "device $WG" "" "created (kernel WireGuard)"
+		else
+			systemctl start director-wireguard.service
+			i=0
+			while [ ! -S "/var/run/wireguard/$WG.sock" ] || [ ! -e "/sys/class/net/$WG" ]; do
+				i=$((i + 1))
+				if [ "$i" -gt 100 ]; then
+					echo "$WG: wireguard-go did not create the device within 10 s (journalctl -u director-wireguard)" >&2
+					return 1
+				fi
+				sleep 0.1
+			done
+			fixed "device $WG" "" "created (wireguard-go)"
+		fi
+	fi
+	if [ -S "/var/run/wireguard/$WG.sock" ]; then echo userspace; else echo kernel; fi
+}
 
+# Encrypted: the WireGuard device configured with every peer, and no VXLAN device at all (a
+# cluster switched to encryption loses it).
+encrypted_device() {
+	if [ -e "/sys/class/net/$DEV" ]; then
+		ip link del "$DEV"
+	fi
+	IMPL="$(wg_device)"
+	ip link set "$WG" mtu "$MTU"
+	ip link set "$WG" up
+	# What director-wg changed, one line each (nothing when the device was already right).
+	changes="$("$WG_TOOL" apply "$WG" "$WG_CONF")"
+	printf '%s\n' "$changes" | while read -r line; do
+		[ -z "$line" ] || fixed "wireguard $line" "drift" "fixed"
+	done
+	ip route replace unreachable "$POD_CIDR" proto "$GUARD_PROTO" metric 4000
+}
+
+# Unencrypted: the VXLAN device (recreated when its fixed parameters change), and no WireGuard.
+vxlan_device() {
 	if [ -e "/sys/class/net/$DEV" ] && [ "$(cat "/sys/class/net/$DEV/ifalias" 2>/dev/null)" != "$STAMP" ]; then
 		fixed "device $DEV" "$(cat "/sys/class/net/$DEV/ifalias" 2>/dev/null)" "$STAMP"
 		ip link del "$DEV"
@@ -117,6 +183,25 @@ up() {
 	ip link set "$DEV" mtu "$MTU"
 	ip addr replace "$VTEP/32" dev "$DEV"
 	ip link set "$DEV" up
+	ip route del "$POD_CIDR" proto "$GUARD_PROTO" 2>/dev/null || true
+	if [ -e "/sys/class/net/$WG" ]; then
+		systemctl stop director-wireguard.service 2>/dev/null || true
+		ip link del "$WG" 2>/dev/null || true
+	fi
+}
+
+up() {
+	sysctl -qw net.ipv4.ip_forward=1
+	# Direct peers' pods arrive on the underlay with pod source addresses; with a mixed
+	# cluster (or a peer that decided differently) the way back may be another device, which
+	# strict reverse-path filtering would drop. Loose mode still drops unroutable sources.
+	echo 2 >"/proc/sys/net/ipv4/conf/$UNDERLAY/rp_filter"
+
+	if [ "$ENCRYPT" = 1 ]; then
+		encrypted_device
+	else
+		vxlan_device
+	fi
 
 	if [ ! -e "/sys/class/net/$BRIDGE" ]; then
 		fixed "bridge $BRIDGE" "" "created"
@@ -129,6 +214,13 @@ up() {
 	mkdir -p "${DECIDED%/*}"
 	printf '%s\n' "$PEERS" | while read -r name subnet vtep mac addr backend; do
 		[ -n "$name" ] || continue
+		if [ "$ENCRYPT" = 1 ]; then
+			before="$(ip -4 route show "$subnet" proto "$PROTO")"
+			ip route replace "$subnet" dev "$WG" proto "$PROTO" src "$GATEWAY_IP"
+			echo "$name wireguard $WG $addr $IMPL"
+			fixed "$name route $subnet" "$before" "$(ip -4 route show "$subnet" proto "$PROTO")"
+			continue
+		fi
 		dev=""
 		case "$backend" in
 		direct) dev="$(on_link_dev "$addr")" ;;
@@ -158,18 +250,20 @@ up() {
 	# Remove what belongs to peers no longer listed (routes of earlier versions had no proto).
 	{
 		ip -4 route show proto "$PROTO"
-		ip -4 route show dev "$DEV"
+		[ ! -e "/sys/class/net/$DEV" ] || ip -4 route show dev "$DEV"
 	} | while read -r dst _; do
 		listed "$dst" "$KEEP_SUBNETS" || ip route del "$dst" 2>/dev/null || true
 	done
-	ip -4 neigh show dev "$DEV" nud permanent | while read -r ip _; do
-		listed "$ip" "$KEEP_VTEPS" || ip neigh del "$ip" dev "$DEV"
-	done
-	# Only remote entries (with a dst); a MAC may be listed once per dst, hence the tolerance.
-	bridge fdb show dev "$DEV" | while read -r mac rest; do
-		case "$rest" in *"dst "*) ;; *) continue ;; esac
-		listed "$mac" "$KEEP_MACS" || bridge fdb del "$mac" dev "$DEV" self 2>/dev/null || true
-	done
+	if [ -e "/sys/class/net/$DEV" ]; then
+		ip -4 neigh show dev "$DEV" nud permanent | while read -r ip _; do
+			listed "$ip" "$KEEP_VTEPS" || ip neigh del "$ip" dev "$DEV"
+		done
+		# Only remote entries (with a dst); a MAC may be listed once per dst, hence the tolerance.
+		bridge fdb show dev "$DEV" | while read -r mac rest; do
+			case "$rest" in *"dst "*) ;; *) continue ;; esac
+			listed "$mac" "$KEEP_MACS" || bridge fdb del "$mac" dev "$DEV" self 2>/dev/null || true
+		done
+	fi
 
 	# Pod traffic leaving the pod CIDR leaves with the node's address; pod traffic is forwarded
 	# even where the FORWARD policy is DROP. Both chains are replaced in one transaction.
@@ -182,6 +276,10 @@ up() {
 		fixed "iptables FORWARD jump to $FWD_CHAIN" "" "added"
 		iptables -w -I FORWARD 1 -m comment --comment director-boot -j "$FWD_CHAIN"
 	fi
+	if ! iptables -w -C OUTPUT -m comment --comment director-boot -j "$CLEAR_CHAIN" 2>/dev/null; then
+		fixed "iptables OUTPUT jump to $CLEAR_CHAIN" "" "added"
+		iptables -w -I OUTPUT 1 -m comment --comment director-boot -j "$CLEAR_CHAIN"
+	fi
 }
 
 down() {
@@ -191,6 +289,14 @@ down() {
 	while iptables -w -D FORWARD -m comment --comment director-boot -j "$FWD_CHAIN" 2>/dev/null; do :; done
 	iptables -w -F "$FWD_CHAIN" 2>/dev/null || true
 	iptables -w -X "$FWD_CHAIN" 2>/dev/null || true
+	while iptables -w -D OUTPUT -m comment --comment director-boot -j "$CLEAR_CHAIN" 2>/dev/null; do :; done
+	iptables -w -F "$CLEAR_CHAIN" 2>/dev/null || true
+	iptables -w -X "$CLEAR_CHAIN" 2>/dev/null || true
+	ip route del "$POD_CIDR" proto "$GUARD_PROTO" 2>/dev/null || true
+	systemctl stop director-wireguard.service 2>/dev/null || true
+	if [ -e "/sys/class/net/$WG" ]; then
+		ip link del "$WG"
+	fi
 	ip -4 route show proto "$PROTO" | while read -r dst _; do
 		ip route del "$dst" 2>/dev/null || true
 	done
