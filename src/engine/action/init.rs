@@ -27,11 +27,12 @@ pub const COMPONENTS: &[&str] = &[
     "runtime",
     "kubelet",
     "kube-proxy",
+    "overlay-wireguard",
     "overlay",
 ];
 
 /// The components `overlay up` converges.
-pub const OVERLAY_COMPONENTS: &[&str] = &["node-prep", "overlay"];
+pub const OVERLAY_COMPONENTS: &[&str] = &["node-prep", "overlay-wireguard", "overlay"];
 
 pub struct Request {
     pub inv: Inventory,
@@ -62,7 +63,7 @@ pub fn phases(only_components: Option<&[&str]>) -> Vec<Box<dyn Phase>> {
         if name == "etcd" {
             list.push(Box::new(phase::etcd_members::EtcdMembers));
         }
-        if name == "overlay" {
+        if name == "overlay-wireguard" {
             list.push(Box::new(phase::overlay_keys::OverlayKeys));
         }
         list.push(Box::new(phase::component::Component {
@@ -192,6 +193,7 @@ mod tests {
                 "kubelet",
                 "kube-proxy",
                 "overlay-keys",
+                "overlay-wireguard",
                 "overlay",
                 "addons",
                 "secrets-encrypt",
@@ -213,6 +215,7 @@ mod tests {
                 "artifacts",
                 "node-prep",
                 "overlay-keys",
+                "overlay-wireguard",
                 "overlay"
             ]
         );

@@ -36,7 +36,12 @@ use crate::node::{Node, shell_quote};
 use crate::paths::Paths;
 
 /// The component phases the remaining hosts converge: those of the roles that list peers.
-pub const PEER_COMPONENTS: &[&str] = &["apiserver-lb", "control-plane", "overlay"];
+pub const PEER_COMPONENTS: &[&str] = &[
+    "apiserver-lb",
+    "control-plane",
+    "overlay-wireguard",
+    "overlay",
+];
 
 pub struct Request {
     pub inv: Inventory,
@@ -162,6 +167,10 @@ pub fn phases(node: &str, yes: bool, drain_timeout_secs: u64) -> Vec<Box<dyn Pha
         Box::new(phase::artifacts::Artifacts),
     ];
     for &name in PEER_COMPONENTS {
+        if name == "overlay-wireguard" {
+            // The remaining hosts' WireGuard peers are rendered from their public keys.
+            list.push(Box::new(phase::overlay_keys::OverlayKeys));
+        }
         list.push(Box::new(phase::component::Component {
             name,
             loads_images: false,
@@ -714,6 +723,8 @@ mod tests {
                 "artifacts",
                 "apiserver-lb",
                 "control-plane",
+                "overlay-keys",
+                "overlay-wireguard",
                 "overlay"
             ]
         );

@@ -95,7 +95,13 @@ mod tests {
         };
         assert_eq!(
             names(&opts, true),
-            ["apiserver-lb", "apiserver-vip", "kube-apiserver", "overlay"]
+            [
+                "apiserver-lb",
+                "apiserver-vip",
+                "kube-apiserver",
+                "overlay",
+                "overlay-wireguard"
+            ]
         );
         let inside = names(&opts, false);
         assert!(inside.contains(&"etcd".to_string()) && inside.contains(&"kubelet".to_string()));

@@ -55,7 +55,13 @@ pub struct Options {
 
 /// The roles whose files list other hosts: what a host outside `init --limit` still converges
 /// (overlay routes, API load balancer backends, keepalived peers, the API servers' etcd list).
-pub const PEER_ROLES: &[&str] = &["overlay", "apiserver-lb", "apiserver-vip", "kube-apiserver"];
+pub const PEER_ROLES: &[&str] = &[
+    "overlay",
+    "overlay-wireguard",
+    "apiserver-lb",
+    "apiserver-vip",
+    "kube-apiserver",
+];
 
 /// Everything a run's phases read, and what they found so far.
 pub struct RunState {

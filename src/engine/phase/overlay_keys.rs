@@ -33,7 +33,13 @@ impl Phase for OverlayKeys {
         Box::pin(async move {
             let dry_run = run.s.opts.dry_run;
             let keys: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
-            let nodes: Vec<_> = run.s.nodes.iter().collect();
+            // The hosts the run has a context for (a host being removed has none).
+            let nodes: Vec<_> = run
+                .s
+                .nodes
+                .iter()
+                .filter(|n| run.s.node_ctx.contains_key(n.name()))
+                .collect();
             let keys_ref = &keys;
             run.runner
                 .phase(TITLE, nodes, |n| async move {
