@@ -426,6 +426,20 @@ pub enum OverlayCommand {
         #[command(flatten)]
         ssh: SshArgs,
     },
+    /// New WireGuard key pairs (`network.overlay.encrypt`), one host at a time, without
+    /// dropping connections: each host makes its next key, its peers learn it, the host
+    /// switches, the peers forget the old one. Private keys never leave their hosts.
+    RotateKeys {
+        inventory: PathBuf,
+        /// Only these hosts (comma-separated names); default: every host.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Say which hosts would get new keys; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
     /// Give a host its address on the overlay (its pod bridge's), as `weave expose` does, so a
     /// service on the host is reachable from pods at that address and the host reaches pods.
     Expose {

@@ -28,6 +28,8 @@ pub struct InitArgs<'a> {
     pub only_hosts: Option<Vec<String>>,
     /// The command name in the summary.
     pub command: &'static str,
+    /// `overlay rotate-keys`: new WireGuard keys for these hosts (empty: all).
+    pub rotate_wireguard: Option<Vec<String>>,
 }
 
 pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
@@ -82,6 +84,7 @@ pub async fn run(paths: &Paths, a: InitArgs<'_>) -> anyhow::Result<ExitCode> {
                 only_hosts: a.only_hosts,
                 // A full init's --limit: the other hosts learn the named ones.
                 limit_peers: a.only_phases.is_none(),
+                rotate_wireguard: a.rotate_wireguard,
             },
             artifacts,
             fleet: a.ssh.fleet(),

@@ -106,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     only_phases: None,
                     only_hosts: (!limit.is_empty()).then_some(limit),
                     command: "init",
+                    rotate_wireguard: None,
                 },
             )
             .await

@@ -44,6 +44,45 @@ pub async fn run(
                     only_phases: Some(crate::engine::action::init::OVERLAY_COMPONENTS),
                     only_hosts: None,
                     command: "overlay up",
+                    rotate_wireguard: None,
+                },
+            )
+            .await
+        }
+        OverlayCommand::RotateKeys {
+            inventory,
+            hosts,
+            dry_run,
+            ssh,
+        } => {
+            let inv = load_inventory(&inventory)?;
+            if !inv.network.overlay.encrypt {
+                anyhow::bail!(
+                    "{}: network.overlay.encrypt is not true: the overlay has no WireGuard keys to rotate",
+                    inventory.display()
+                );
+            }
+            if let Some(bad) = hosts
+                .iter()
+                .find(|h| !inv.hosts.iter().any(|x| &x.name == *h))
+            {
+                anyhow::bail!("--hosts: {bad} is not a host of {}", inventory.display());
+            }
+            super::init::run(
+                paths,
+                super::init::InitArgs {
+                    inventory: &inventory,
+                    dry_run,
+                    artifacts: None,
+                    skip_preflight: Vec::new(),
+                    merge_kubeconfig: false,
+                    ssh: &ssh,
+                    json,
+                    verbose,
+                    only_phases: Some(crate::engine::action::init::OVERLAY_COMPONENTS),
+                    only_hosts: None,
+                    command: "overlay rotate-keys",
+                    rotate_wireguard: Some(hosts),
                 },
             )
             .await
@@ -151,6 +190,7 @@ pub async fn run(
                     only_phases: Some(&["overlay"]),
                     only_hosts: Some(vec![host.clone()]),
                     command: "overlay expose",
+                    rotate_wireguard: None,
                 },
             )
             .await?;

@@ -65,6 +65,8 @@ pub fn phases(only_components: Option<&[&str]>) -> Vec<Box<dyn Phase>> {
         }
         if name == "overlay-wireguard" {
             list.push(Box::new(phase::overlay_keys::OverlayKeys));
+            // Only with `overlay rotate-keys`.
+            list.push(Box::new(phase::overlay_rotate::RotateKeys));
         }
         list.push(Box::new(phase::component::Component {
             name,
@@ -193,6 +195,7 @@ mod tests {
                 "kubelet",
                 "kube-proxy",
                 "overlay-keys",
+                "overlay-rotate",
                 "overlay-wireguard",
                 "overlay",
                 "addons",
@@ -215,6 +218,7 @@ mod tests {
                 "artifacts",
                 "node-prep",
                 "overlay-keys",
+                "overlay-rotate",
                 "overlay-wireguard",
                 "overlay"
             ]

@@ -15,6 +15,7 @@ pub mod encryption;
 pub mod etcd_members;
 pub mod host_plan;
 pub mod overlay_keys;
+pub mod overlay_rotate;
 pub mod pki;
 pub mod preflight;
 pub mod restore;
@@ -51,6 +52,8 @@ pub struct Options {
     /// With `only_hosts` (`init --limit`): the other hosts still get the roles that list their
     /// peers (`PEER_ROLES`), so they learn a new host.
     pub limit_peers: bool,
+    /// `overlay rotate-keys`: give these hosts (empty: every host) new WireGuard keys.
+    pub rotate_wireguard: Option<Vec<String>>,
 }
 
 /// The roles whose files list other hosts: what a host outside `init --limit` still converges

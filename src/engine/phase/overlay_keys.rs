@@ -90,7 +90,7 @@ async fn read_key(
 }
 
 /// A WireGuard public key: 32 bytes in base64 (44 characters ending in `=`).
-fn parse_key(stdout: &str) -> anyhow::Result<String> {
+pub fn parse_key(stdout: &str) -> anyhow::Result<String> {
     let k = stdout.trim();
     if k.len() == 44
         && k.ends_with('=')

@@ -40,6 +40,7 @@ ENCRYPT=0
 WG=dbwg0
 WG_CONF=/etc/director-boot/wireguard/dbwg0.json
 WG_TOOL=/usr/local/bin/director-wg
+WG_APPLIED=/run/director-boot/wireguard-applied
 # The bridge local pods attach to (CNI's bridge plugin reuses it); its address is the host's own
 # address on the overlay, so pods reach host services at it and the host reaches pods from it.
 BRIDGE=dbbr0
@@ -161,10 +162,17 @@ encrypted_device() {
 	ip link set "$WG" mtu "$MTU"
 	ip link set "$WG" up
 	# What director-wg changed, one line each (nothing when the device was already right).
+	# Drift only when the peer list is the one applied last: a repair run that meets a new
+	# list (written by director-boot a moment ago) is applying a change, not repairing one.
+	sum="$(sha256sum <"$WG_CONF" | cut -d' ' -f1)"
+	last="$(cat "$WG_APPLIED" 2>/dev/null || true)"
 	changes="$("$WG_TOOL" apply "$WG" "$WG_CONF")"
-	printf '%s\n' "$changes" | while read -r line; do
-		[ -z "$line" ] || fixed "wireguard $line" "drift" "fixed"
-	done
+	if [ "$sum" = "$last" ]; then
+		printf '%s\n' "$changes" | while read -r line; do
+			[ -z "$line" ] || fixed "wireguard $line" "drift" "fixed"
+		done
+	fi
+	echo "$sum" >"$WG_APPLIED"
 	ip route replace unreachable "$POD_CIDR" proto "$GUARD_PROTO" metric 4000
 }
 
@@ -306,7 +314,7 @@ down() {
 	if [ -e "/sys/class/net/$BRIDGE" ]; then
 		ip link del "$BRIDGE"
 	fi
-	rm -f "$DECIDED"
+	rm -f "$DECIDED" "$WG_APPLIED"
 }
 
 # The unit and the repair timer never run this at the same time.
