@@ -11,6 +11,7 @@ packages=(
   maven              # scripts/build-app-images.sh cassandra, hadoop: Maven resolves the jars (images/*/pom.xml)
   gcc libc6-dev pkg-config libseccomp-dev  # scripts/build-mirror.sh: static runc with seccomp
   chromium           # the netcheck HTML report, rendered headless in the overlay lab test
+  tcpdump            # tests/overlay_encrypt_lab.rs: what crosses the lab bridge with encryption on
   haproxy keepalived # the HA roles' rendered configs are checked with the real tools (never run here)
 )
 missing=()
