@@ -207,6 +207,18 @@ pub enum ContextError {
     Unsupported { host: String, os: String },
     #[error("service CIDR {0} is too small for the API and DNS service IPs")]
     ServiceCidr(IpNet),
+    #[error(
+        "{host}: network.overlay.mtu {mtu} + {overhead} bytes of {what} is more than the underlay MTU {underlay} of {interface}: full-size pod packets would be dropped; set mtu to at most {max} or remove it (auto)"
+    )]
+    MtuTooBig {
+        host: String,
+        mtu: u32,
+        overhead: u32,
+        what: &'static str,
+        underlay: u32,
+        interface: String,
+        max: u32,
+    },
     #[error("{host}: extra settings are not representable: {reason}")]
     Extra { host: String, reason: String },
 }
@@ -364,11 +376,23 @@ pub fn node(
         })
         .collect();
     let encrypt = inv.network.overlay.encrypt;
-    let overlay_mtu = inv
-        .network
-        .overlay
-        .mtu
-        .unwrap_or_else(|| auto_mtu(underlay_mtu, encrypt, me.backend, &peers));
+    let room = underlay_mtu.saturating_sub(auto_mtu(underlay_mtu, encrypt, me.backend, &peers));
+    let overlay_mtu = match inv.network.overlay.mtu {
+        // Only facts tell the underlay's MTU: a set MTU that cannot fit is refused here.
+        Some(m) if m + room > underlay_mtu && facts.mtu.is_some() => {
+            return Err(ContextError::MtuTooBig {
+                host: host.name.clone(),
+                mtu: m,
+                overhead: room,
+                what: if encrypt { "WireGuard" } else { "VXLAN" },
+                underlay: underlay_mtu,
+                interface: facts.interface.clone(),
+                max: underlay_mtu - room,
+            });
+        }
+        Some(m) => m,
+        None => underlay_mtu - room,
+    };
     Ok(NodeContext {
         name: host.name.clone(),
         address: host.ssh.address,
@@ -436,6 +460,32 @@ pub fn network_only(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_mtu_that_cannot_fit_the_underlay_is_refused() {
+        let text = "cluster: {name: c1}\nnetwork:\n  overlay: {encrypt: true, mtu: 1450}\nhosts:\n  - {name: n1, address: 10.0.0.2, roles: [etcd, control-plane, worker]}\n";
+        let inv = crate::inventory::load_str(text, std::path::Path::new("inv.yaml")).unwrap();
+        let subnets = BTreeMap::from([("n1".to_string(), "10.244.0.0/24".parse().unwrap())]);
+        let c = cluster(&inv, &subnets, "v1.36.3", BTreeMap::new()).unwrap();
+        let facts = Facts::parse(
+            "now=1000.500\nkernel=6.1.0\narch=x86_64\ncpus=2\nmem_kib=2048000\ninit=systemd\nhostname=n1\nmachine_id=abc\niface=eth0\naddress=10.0.0.2\nmtu=1500\nos_ID=rocky\nos_VERSION_ID=\"9.4\"\nos_PRETTY_NAME=\"Rocky Linux 9.4\"\n",
+            1000.0,
+            1001.0,
+        )
+        .unwrap();
+        let err = node(&inv, &c, &inv.hosts[0], &facts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "n1: network.overlay.mtu 1450 + 60 bytes of WireGuard is more than the underlay MTU 1500 of eth0: full-size pod packets would be dropped; set mtu to at most 1440 or remove it (auto)"
+        );
+        let auto = crate::inventory::load_str(
+            &text.replace(", mtu: 1450", ""),
+            std::path::Path::new("inv.yaml"),
+        )
+        .unwrap();
+        let n = node(&auto, &c, &auto.hosts[0], &facts).unwrap();
+        assert_eq!(n.overlay_mtu, 1440);
+    }
 
     #[test]
     fn vtep_mac_is_stable_and_local() {
