@@ -376,23 +376,11 @@ pub fn node(
         })
         .collect();
     let encrypt = inv.network.overlay.encrypt;
-    let room = underlay_mtu.saturating_sub(auto_mtu(underlay_mtu, encrypt, me.backend, &peers));
-    let overlay_mtu = match inv.network.overlay.mtu {
-        // Only facts tell the underlay's MTU: a set MTU that cannot fit is refused here.
-        Some(m) if m + room > underlay_mtu && facts.mtu.is_some() => {
-            return Err(ContextError::MtuTooBig {
-                host: host.name.clone(),
-                mtu: m,
-                overhead: room,
-                what: if encrypt { "WireGuard" } else { "VXLAN" },
-                underlay: underlay_mtu,
-                interface: facts.interface.clone(),
-                max: underlay_mtu - room,
-            });
-        }
-        Some(m) => m,
-        None => underlay_mtu - room,
-    };
+    let overlay_mtu = inv
+        .network
+        .overlay
+        .mtu
+        .unwrap_or_else(|| auto_mtu(underlay_mtu, encrypt, me.backend, &peers));
     Ok(NodeContext {
         name: host.name.clone(),
         address: host.ssh.address,
@@ -420,6 +408,32 @@ pub fn node(
         containerd_extra: to_json(&host.name, &host.containerd_extra)?,
         etcd_initial_cluster: cluster.etcd_initial_cluster.clone(),
         etcd_cluster_state: crate::membership::STATE_NEW.to_string(),
+    })
+}
+
+/// A set overlay MTU that cannot fit the host's underlay with the encapsulation in use (init
+/// refuses the host; netcheck measures and diagnoses such a host instead). Only facts tell the
+/// underlay's MTU: without them nothing is said.
+pub fn mtu_problem(inv: &Inventory, nc: &NodeContext, facts: &Facts) -> Option<ContextError> {
+    let (m, u) = (inv.network.overlay.mtu?, facts.mtu?);
+    let room = u.saturating_sub(auto_mtu(
+        u,
+        nc.overlay_encrypt,
+        nc.overlay_backend,
+        &nc.peers,
+    ));
+    (m + room > u).then(|| ContextError::MtuTooBig {
+        host: nc.name.clone(),
+        mtu: m,
+        overhead: room,
+        what: if nc.overlay_encrypt {
+            "WireGuard"
+        } else {
+            "VXLAN"
+        },
+        underlay: u,
+        interface: facts.interface.clone(),
+        max: u - room,
     })
 }
 
@@ -473,7 +487,8 @@ mod tests {
             1001.0,
         )
         .unwrap();
-        let err = node(&inv, &c, &inv.hosts[0], &facts).unwrap_err();
+        let n = node(&inv, &c, &inv.hosts[0], &facts).unwrap();
+        let err = mtu_problem(&inv, &n, &facts).unwrap();
         assert_eq!(
             err.to_string(),
             "n1: network.overlay.mtu 1450 + 60 bytes of WireGuard is more than the underlay MTU 1500 of eth0: full-size pod packets would be dropped; set mtu to at most 1440 or remove it (auto)"
@@ -485,6 +500,7 @@ mod tests {
         .unwrap();
         let n = node(&auto, &c, &auto.hosts[0], &facts).unwrap();
         assert_eq!(n.overlay_mtu, 1440);
+        assert!(mtu_problem(&auto, &n, &facts).is_none());
     }
 
     #[test]

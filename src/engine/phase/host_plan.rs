@@ -29,6 +29,9 @@ impl Phase for HostPlan {
             for n in &s.nodes {
                 match context::node(&s.inv, &cluster, &n.host, &n.facts) {
                     Ok(c) => {
+                        if let Some(e) = context::mtu_problem(&s.inv, &c, &n.facts) {
+                            runner.fail(n.name(), self.title(), e.to_string());
+                        }
                         s.node_ctx.insert(n.name().to_string(), c);
                     }
                     Err(e) => runner.fail(n.name(), self.title(), e.to_string()),
