@@ -607,7 +607,7 @@ pub struct ProbeClientArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "tcp,tcp-multi,udp,rr,mtu"
+        default_value = "tcp,tcp-multi,udp,rr,mtu,crr"
     )]
     pub tests: Vec<crate::probe::TestKind>,
     /// Parallel streams of the tcp-multi test.
@@ -632,6 +632,9 @@ pub struct ProbeClientArgs {
     /// Request/response transactions.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub rr_count: u32,
+    /// Seconds the crr test opens new connections (connect/request/response/close).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_seconds)]
+    pub crr_duration: f64,
     /// Largest packet size the MTU search tries.
     #[arg(long, default_value_t = 9000, value_parser = clap::value_parser!(u32).range(576..=65535))]
     pub max_mtu: u32,
@@ -700,7 +703,7 @@ mod probe_arg_tests {
         else {
             panic!("not a probe client");
         };
-        assert_eq!(a.tests.len(), 5);
+        assert_eq!(a.tests.len(), 6);
         assert_eq!(
             (a.port, a.streams, a.rr_count, a.max_mtu),
             (5299, 4, 2000, 9000)
