@@ -208,6 +208,15 @@ pub enum Command {
         /// Parallel TCP streams for the multi-stream test (1 = skip that test).
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
         streams: u32,
+        /// Seconds of the connection-rate test (a new TCP connection per request, like
+        /// netperf TCP_CRR) on every path; 0 = skip it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=600))]
+        crr_duration: u64,
+        /// Checks to leave out, comma-separated: same-node (a second endpoint on each node),
+        /// services (pod to ClusterIP and NodePort, pods mode), bidir (both directions at
+        /// once), crr (connection rate).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        skip: Vec<crate::netcheck::run::Extra>,
         /// UDP send rate in bit/s for the loss test (0 = as fast as possible, which measures
         /// the sender more than the network).
         #[arg(long, default_value_t = 1_000_000_000)]

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::model::{PairResult, Report};
-use super::report::gbit;
+use super::report::{cpu, gbit};
 use crate::engine::render::{RenderError, Renderer};
 
 #[derive(Serialize)]
@@ -20,6 +20,168 @@ struct Heatmap {
     title: String,
     legend: String,
     rows: Vec<(String, Vec<Cell>)>,
+}
+
+/// A plain table of figures (every pair, same-node pairs, Services).
+#[derive(Serialize)]
+struct Table {
+    title: String,
+    note: String,
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("—".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{:.0}%", v * 100.0))
+}
+
+fn verdict(passed: bool) -> String {
+    if passed { "pass" } else { "FAIL" }.into()
+}
+
+fn tables(r: &Report) -> Vec<Table> {
+    let mut out = vec![Table {
+        title: "Every cross-node pair".into(),
+        note: "overlay (underlay); efficiency = overlay / underlay. Both directions: one stream \
+               each way, started together. Connections/s: connect, 1-byte request, 1-byte \
+               response, close. CPU: the probe processes' own CPU seconds per Gbit of the \
+               single-stream test, sender/receiver."
+            .into(),
+        headers: vec![
+            "from → to",
+            "backend",
+            "encrypted",
+            "TCP 1 stream Gbit/s",
+            "eff.",
+            "TCP N streams Gbit/s",
+            "eff. N",
+            "both directions Gbit/s",
+            "eff. both",
+            "conn/s",
+            "RR p50 µs",
+            "CPU s/Gbit",
+            "verdict",
+        ],
+        rows: r
+            .pairs
+            .iter()
+            .map(|p| {
+                let (o, u) = (&p.overlay, &p.underlay);
+                vec![
+                    format!("{} → {}", p.from, p.to),
+                    p.backend.clone(),
+                    if p.encrypted { "yes" } else { "no" }.into(),
+                    format!("{} ({})", gbit(o.tcp_bps), gbit(u.tcp_bps)),
+                    pct(p.efficiency),
+                    format!("{} ({})", gbit(o.tcp_multi_bps), gbit(u.tcp_multi_bps)),
+                    pct(p.multi_efficiency),
+                    format!(
+                        "{}+{} ({}+{})",
+                        gbit(o.bidir_out_bps),
+                        gbit(o.bidir_in_bps),
+                        gbit(u.bidir_out_bps),
+                        gbit(u.bidir_in_bps)
+                    ),
+                    pct(p.bidir_efficiency),
+                    format!("{} ({})", opt(o.crr_per_sec, 0), opt(u.crr_per_sec, 0)),
+                    format!("{} ({})", opt(o.rr_p50_us, 0), opt(u.rr_p50_us, 0)),
+                    format!("{} ({})", cpu(o), cpu(u)),
+                    verdict(p.passed),
+                ]
+            })
+            .collect(),
+    }];
+    if !r.same_node.is_empty() {
+        out.push(Table {
+            title: "Same node".into(),
+            note: "two probe endpoints on one node's pod bridge: no overlay and no underlay to \
+                   compare with, so absolute figures, failed only when they do not connect"
+                .into(),
+            headers: vec![
+                "node",
+                "TCP 1 stream Gbit/s",
+                "TCP N streams Gbit/s",
+                "RR p50/p99 µs",
+                "conn/s",
+                "CPU s/Gbit",
+                "verdict",
+            ],
+            rows: r
+                .same_node
+                .iter()
+                .map(|p| {
+                    let m = &p.overlay;
+                    vec![
+                        p.from.clone(),
+                        gbit(m.tcp_bps),
+                        gbit(m.tcp_multi_bps),
+                        format!("{}/{}", opt(m.rr_p50_us, 0), opt(m.rr_p99_us, 0)),
+                        opt(m.crr_per_sec, 0),
+                        cpu(m),
+                        if p.passed {
+                            verdict(true)
+                        } else {
+                            format!("FAIL: {}", p.failures.join("; "))
+                        },
+                    ]
+                })
+                .collect(),
+        });
+    }
+    if !r.services.is_empty() {
+        out.push(Table {
+            title: "Services, through kube-proxy".into(),
+            note: "pod → Service → the probe pod on another node; in brackets the same two pods \
+                   directly"
+                .into(),
+            headers: vec![
+                "from",
+                "kind",
+                "dialled",
+                "endpoint on",
+                "TCP Gbit/s",
+                "RR p50 µs",
+                "conn/s",
+                "verdict",
+            ],
+            rows: r
+                .services
+                .iter()
+                .map(|s| {
+                    let m = &s.measurement;
+                    vec![
+                        s.from.clone(),
+                        s.kind.clone(),
+                        match &s.via {
+                            Some(v) => format!("{} ({v})", s.address),
+                            None => s.address.clone(),
+                        },
+                        s.to.clone(),
+                        format!("{} ({})", gbit(m.tcp_bps), gbit(s.direct_tcp_bps)),
+                        format!("{} ({})", opt(m.rr_p50_us, 0), opt(s.direct_rr_p50_us, 0)),
+                        format!(
+                            "{} ({})",
+                            opt(m.crr_per_sec, 0),
+                            opt(s.direct_crr_per_sec, 0)
+                        ),
+                        if s.passed {
+                            verdict(true)
+                        } else {
+                            let d = s.diagnoses.first().map_or(String::new(), |d| {
+                                format!(" [{}] {} — fix: {}", d.code, d.summary, d.fix)
+                            });
+                            format!("FAIL: {}{d}", s.failures.join("; "))
+                        },
+                    ]
+                })
+                .collect(),
+        });
+    }
+    out
 }
 
 /// Red (0.0) through amber to green (1.0).
@@ -106,8 +268,10 @@ pub fn render(renderer: &Renderer, r: &Report) -> Result<String, RenderError> {
             |p| {
                 (
                     format!(
-                        "{:.0}% · {} ({}) Gbit/s · {}{}",
+                        "{:.0}%{} · {} ({}) Gbit/s · {}{}",
                         p.efficiency.unwrap_or(0.0) * 100.0,
+                        p.multi_efficiency
+                            .map_or(String::new(), |m| format!(" (N streams {:.0}%)", m * 100.0)),
                         gbit(p.overlay.tcp_bps),
                         gbit(p.underlay.tcp_bps),
                         p.backend,
@@ -156,6 +320,7 @@ pub fn render(renderer: &Renderer, r: &Report) -> Result<String, RenderError> {
     let mut ctx = tera::Context::new();
     ctx.insert("report", r);
     ctx.insert("maps", &maps);
+    ctx.insert("tables", &tables(r));
     ctx.insert("failed", &failed);
     ctx.insert("min_efficiency_pct", &format!("{:.0}", min * 100.0));
     ctx.insert(
@@ -192,6 +357,7 @@ pub(crate) mod tests {
                 }
                 let dead = b == "node<3>";
                 pairs.push(PairResult {
+                    scope: crate::netcheck::model::Scope::CrossNode,
                     from: a.clone(),
                     to: b.clone(),
                     backend: "direct".into(),
@@ -203,6 +369,8 @@ pub(crate) mod tests {
                     },
                     underlay: m(10e9),
                     efficiency: (!dead).then_some(0.8),
+                    multi_efficiency: (!dead).then_some(0.95),
+                    bidir_efficiency: None,
                     passed: !dead,
                     failures: if dead {
                         vec!["overlay: connect timeout".into()]
@@ -230,11 +398,15 @@ pub(crate) mod tests {
             nodes,
             overlay_mtu: 1450,
             duration_secs: 3,
+            crr_duration_secs: 1,
             thresholds: Thresholds {
                 min_efficiency: 0.7,
                 max_udp_loss: 0.05,
             },
             pairs,
+            same_node: vec![],
+            services: vec![],
+            skipped: vec![],
             node_errors: vec![],
             node_warnings: vec![],
             passed: false,
