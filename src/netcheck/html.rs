@@ -104,7 +104,6 @@ fn tables(r: &Report) -> Vec<Table> {
             headers: vec![
                 "node",
                 "TCP 1 stream Gbit/s",
-                "TCP N streams Gbit/s",
                 "RR p50/p99 µs",
                 "conn/s",
                 "CPU s/Gbit",
@@ -118,7 +117,6 @@ fn tables(r: &Report) -> Vec<Table> {
                     vec![
                         p.from.clone(),
                         gbit(m.tcp_bps),
-                        gbit(m.tcp_multi_bps),
                         format!("{}/{}", opt(m.rr_p50_us, 0), opt(m.rr_p99_us, 0)),
                         opt(m.crr_per_sec, 0),
                         cpu(m),
@@ -439,5 +437,103 @@ pub(crate) mod tests {
         assert!(text.contains("FAIL: 4 of 6 pairs passed"), "{text}");
         let json = serde_json::to_value(sample()).unwrap();
         assert_eq!(json["pairs"][0]["efficiency"], 0.8);
+    }
+
+    #[test]
+    fn same_node_pairs_services_and_the_new_figures_show_in_every_output() {
+        use crate::netcheck::model::{Scope, ServiceResult};
+        let mut r = sample();
+        let p = &mut r.pairs[0];
+        p.overlay.bidir_out_bps = Some(4e9);
+        p.overlay.bidir_in_bps = Some(3e9);
+        p.underlay.bidir_out_bps = Some(5e9);
+        p.underlay.bidir_in_bps = Some(5e9);
+        p.bidir_efficiency = Some(0.7);
+        p.overlay.tcp_multi_bps = Some(9e9);
+        p.underlay.tcp_multi_bps = Some(10e9);
+        p.overlay.crr_per_sec = Some(2500.0);
+        p.underlay.crr_per_sec = Some(3100.0);
+        p.overlay.tcp_sender_cpu_s_per_gbit = Some(0.031);
+        p.overlay.tcp_receiver_cpu_s_per_gbit = Some(0.052);
+        let mut same = r.pairs[0].clone();
+        same.scope = Scope::SameNode;
+        same.to = same.from.clone();
+        same.backend = "bridge".into();
+        r.same_node.push(same);
+        let service = |kind: &str, passed: bool| ServiceResult {
+            kind: kind.into(),
+            from: "node1".into(),
+            to: "node2".into(),
+            via: (kind == "nodeport").then(|| "node<3>".into()),
+            address: "10.96.0.10:5299".into(),
+            measurement: if passed {
+                Measurement {
+                    tcp_bps: Some(7e9),
+                    rr_p50_us: Some(40.0),
+                    crr_per_sec: Some(900.0),
+                    ..Measurement::default()
+                }
+            } else {
+                Measurement::failed("connection refused")
+            },
+            direct_tcp_bps: Some(8e9),
+            direct_rr_p50_us: Some(30.0),
+            direct_crr_per_sec: Some(2500.0),
+            passed,
+            failures: if passed {
+                vec![]
+            } else {
+                vec!["nodeport 10.96.0.10:5299: connection refused".into()]
+            },
+            diagnoses: if passed {
+                vec![]
+            } else {
+                vec![Diagnosis {
+                    code: "service-path",
+                    host: Some("node<3>".into()),
+                    summary: "kube-proxy is not running on node<3>".into(),
+                    fix: "systemctl status kube-proxy".into(),
+                    evidence: vec![],
+                }]
+            },
+            seconds: 3.0,
+        };
+        r.services = vec![service("clusterip", true), service("nodeport", false)];
+
+        let text = crate::netcheck::report::render(&r);
+        assert!(text.contains("Both directions at once"), "{text}");
+        assert!(text.contains("4.00+3.00 (5.00+5.00) 70%"), "{text}");
+        assert!(text.contains("2500 (3100)"), "{text}");
+        assert!(text.contains("0.03/0.05"), "{text}");
+        // Multi-stream efficiency beside single-stream's.
+        assert!(text.contains("9.00 (10.00) 95% [80%]"), "{text}");
+        assert!(text.contains("Same node"), "{text}");
+        assert!(
+            text.contains("clusterip 10.96.0.10:5299 → pod on node2: TCP 7.00 Gbit/s [8.00]"),
+            "{text}"
+        );
+        assert!(text.contains("FAIL nodeport 10.96.0.10:5299"), "{text}");
+        assert!(text.contains("diagnosis [service-path]"), "{text}");
+        assert!(
+            text.contains("1 of 2 same-node and Service checks passed")
+                || text.contains("2 of 3 same-node and Service checks passed"),
+            "{text}"
+        );
+
+        let page = render(&Renderer::new().unwrap(), &r).unwrap();
+        assert_eq!(page.matches("<table class=\"heat\">").count(), 3);
+        assert!(page.contains("Every cross-node pair"));
+        assert!(page.contains("Same node"));
+        assert!(page.contains("Services, through kube-proxy"));
+        assert!(page.contains("(N streams 95%)"));
+        assert!(page.contains("[service-path] kube-proxy is not running on node&lt;3&gt;"));
+
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["pairs"][0]["scope"], "cross-node");
+        assert_eq!(json["same_node"][0]["scope"], "same-node");
+        assert_eq!(json["pairs"][0]["overlay"]["bidir_in_bps"], 3e9);
+        assert_eq!(json["pairs"][0]["multi_efficiency"], 0.95);
+        assert_eq!(json["services"][1]["kind"], "nodeport");
+        assert_eq!(json["services"][1]["diagnoses"][0]["code"], "service-path");
     }
 }

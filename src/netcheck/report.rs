@@ -262,10 +262,9 @@ pub fn render(r: &Report) -> String {
             let m = &p.overlay;
             let _ = writeln!(
                 out,
-                "  {:<14} TCP {} Gbit/s, N streams {} Gbit/s, RR p50/p99 {}/{} µs, {} conn/s, CPU s/Gbit {}{}",
+                "  {:<14} TCP {} Gbit/s, RR p50/p99 {}/{} µs, {} conn/s, CPU s/Gbit {}{}",
                 p.from,
                 gbit(m.tcp_bps),
-                gbit(m.tcp_multi_bps),
                 num(m.rr_p50_us, 0),
                 num(m.rr_p99_us, 0),
                 num(m.crr_per_sec, 0),

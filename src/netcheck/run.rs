@@ -153,13 +153,10 @@ impl Options {
         t.join(",")
     }
 
-    /// The tests of a same-node pair: no underlay, so no UDP-loss or MTU verdict either.
+    /// The tests of a same-node pair: no underlay, so no UDP-loss or MTU verdict either, and
+    /// one stream is what a pod pair on one bridge shows (more would only share the CPU).
     fn same_node_tests(&self) -> String {
-        let mut t = vec!["tcp"];
-        if self.streams > 1 {
-            t.push("tcp-multi");
-        }
-        t.push("rr");
+        let mut t = vec!["tcp", "rr"];
         if self.wants(Extra::Crr) {
             t.push("crr");
         }
@@ -1193,7 +1190,7 @@ mod tests {
     fn tests_per_path_follow_the_options() {
         let o = opts(vec![], 1, 4);
         assert_eq!(o.pair_tests(), "tcp,tcp-multi,udp,rr,mtu,crr");
-        assert_eq!(o.same_node_tests(), "tcp,tcp-multi,rr,crr");
+        assert_eq!(o.same_node_tests(), "tcp,rr,crr");
         assert_eq!(o.service_tests(), "tcp,rr,crr");
         // --crr-duration 0 or --skip crr leave the connection-rate test out everywhere.
         for o in [opts(vec![], 0, 1), opts(vec![Extra::Crr], 1, 1)] {
