@@ -450,6 +450,10 @@ fn overlay_netcheck_and_fault_diagnosis() {
             // The faults are about the cross-node pairs' diagnosis: no extras.
             "--skip",
             "same-node,services,bidir,crr",
+            // ... and a healthy pair must not fail on the UDP loss of a loaded 2-core machine
+            // (13 % overlay, 7 % underlay seen).
+            "--max-udp-loss",
+            "0.5",
             "--min-efficiency",
             "0.2",
             "--pair-timeout",
@@ -497,6 +501,10 @@ fn overlay_netcheck_and_fault_diagnosis() {
             // The faults are about the cross-node pairs' diagnosis: no extras.
             "--skip",
             "same-node,services,bidir,crr",
+            // ... and a healthy pair must not fail on the UDP loss of a loaded 2-core machine
+            // (13 % overlay, 7 % underlay seen).
+            "--max-udp-loss",
+            "0.5",
             "--min-efficiency",
             "0.2",
             "--pair-timeout",
@@ -533,6 +541,10 @@ fn overlay_netcheck_and_fault_diagnosis() {
             // The faults are about the cross-node pairs' diagnosis: no extras.
             "--skip",
             "same-node,services,bidir,crr",
+            // ... and a healthy pair must not fail on the UDP loss of a loaded 2-core machine
+            // (13 % overlay, 7 % underlay seen).
+            "--max-udp-loss",
+            "0.5",
             "--min-efficiency",
             "0.2",
             "--connect-timeout",
