@@ -513,16 +513,25 @@ fn service_nodes<'p>(
 }
 
 /// Wait until a Service address answers a probe from `from` (kube-proxy programs new
-/// Services within its sync period): at most `wait`.
-async fn service_ready(from: &Prepared<'_>, to: &Target, opts: &Options, wait: Duration) -> bool {
+/// Services within its sync period): at most `wait`. `Err` holds the last probe's error.
+async fn service_ready(
+    from: &Prepared<'_>,
+    to: &Target,
+    opts: &Options,
+    wait: Duration,
+) -> Result<(), String> {
     let until = Instant::now() + wait;
     loop {
         let m = probe(from, to, "rr", opts, Duration::from_secs(5)).await;
         if m.rr_p50_us.is_some() {
-            return true;
+            return Ok(());
         }
         if Instant::now() >= until {
-            return false;
+            return Err(m
+                .failed
+                .unwrap_or_else(|| m.errors.join("; "))
+                .trim()
+                .to_string());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -697,13 +706,11 @@ async fn measure_services(
     ] {
         let t0 = Instant::now();
         let mut s = base(kind, address, via_node);
-        s.measurement = if service_ready(pa, &target, opts, Duration::from_secs(15)).await {
-            probe(pa, &target, &tests, opts, limit).await
-        } else {
-            Measurement::failed(format!(
-                "no probe answer from {from}'s pod through {kind} {} within 15 s",
-                s.address
-            ))
+        s.measurement = match service_ready(pa, &target, opts, Duration::from_secs(15)).await {
+            Ok(()) => probe(pa, &target, &tests, opts, limit).await,
+            Err(last) => Measurement::failed(format!(
+                "no probe answer from {from}'s pod through the {kind} within 15 s (last: {last})"
+            )),
         };
         judge_service(&mut s);
         if !s.passed {
