@@ -208,6 +208,15 @@ pub enum Command {
         /// Parallel TCP streams for the multi-stream test (1 = skip that test).
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
         streams: u32,
+        /// Seconds of the connection-rate test (a new TCP connection per request, like
+        /// netperf TCP_CRR) on every path; 0 = skip it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=600))]
+        crr_duration: u64,
+        /// Checks to leave out, comma-separated: same-node (a second endpoint on each node),
+        /// services (pod to ClusterIP and NodePort, pods mode), bidir (both directions at
+        /// once), crr (connection rate).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        skip: Vec<crate::netcheck::run::Extra>,
         /// UDP send rate in bit/s for the loss test (0 = as fast as possible, which measures
         /// the sender more than the network).
         #[arg(long, default_value_t = 1_000_000_000)]
@@ -621,7 +630,7 @@ pub struct ProbeClientArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "tcp,tcp-multi,udp,rr,mtu"
+        default_value = "tcp,tcp-multi,udp,rr,mtu,crr"
     )]
     pub tests: Vec<crate::probe::TestKind>,
     /// Parallel streams of the tcp-multi test.
@@ -646,6 +655,9 @@ pub struct ProbeClientArgs {
     /// Request/response transactions.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub rr_count: u32,
+    /// Seconds the crr test opens new connections (connect/request/response/close).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_seconds)]
+    pub crr_duration: f64,
     /// Largest packet size the MTU search tries.
     #[arg(long, default_value_t = 9000, value_parser = clap::value_parser!(u32).range(576..=65535))]
     pub max_mtu: u32,
@@ -714,7 +726,7 @@ mod probe_arg_tests {
         else {
             panic!("not a probe client");
         };
-        assert_eq!(a.tests.len(), 5);
+        assert_eq!(a.tests.len(), 6);
         assert_eq!(
             (a.port, a.streams, a.rr_count, a.max_mtu),
             (5299, 4, 2000, 9000)

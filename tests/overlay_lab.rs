@@ -208,7 +208,9 @@ fn overlay_netcheck_and_fault_diagnosis() {
     );
     c.lab.ssh(&node_addr(2), &format!("kill {pid}"));
 
-    // netcheck in pods mode: every ordered pair over TCP and UDP, with the underlay baseline.
+    // netcheck in pods mode: every ordered pair over TCP and UDP, with the underlay baseline,
+    // and the extras: same-node pairs (a second probe pod per node), pod to ClusterIP and to
+    // NodePort, connection rate, both directions at once, CPU per Gbit.
     let html = state.join("netcheck.html");
     let html_s = html.to_string_lossy().into_owned();
     let (out, _) = db_bounded(
@@ -225,6 +227,10 @@ fn overlay_netcheck_and_fault_diagnosis() {
             "2",
             "--min-efficiency",
             "0.2",
+            // A loaded 2-core machine loses UDP on healthy paths (24 % overlay, 92 % underlay
+            // seen while other labs ran): this run checks what is measured, not the loss.
+            "--max-udp-loss",
+            "0.5",
             "--html",
             &html_s,
         ],
@@ -246,6 +252,51 @@ fn overlay_netcheck_and_fault_diagnosis() {
         }
         assert_eq!(p["overlay"]["path_mtu"], 1450, "{p}");
         assert!(p["efficiency"].as_f64().is_some());
+        assert_eq!(p["scope"], "cross-node", "{p}");
+        assert!(p["multi_efficiency"].as_f64().is_some(), "{p}");
+        assert!(p["bidir_efficiency"].as_f64().is_some(), "{p}");
+        assert!(p["backend"].as_str().is_some_and(|b| !b.is_empty()), "{p}");
+        assert!(p["encrypted"].is_boolean(), "{p}");
+        for path in ["overlay", "underlay"] {
+            let m = &p[path];
+            for f in ["bidir_out_bps", "bidir_in_bps"] {
+                assert!(m[f].as_f64().unwrap_or(0.0) > 1e6, "{path} {f} {p}");
+            }
+            assert!(
+                m["crr_per_sec"].as_f64().unwrap_or(0.0) > 1.0,
+                "{path} CRR {p}"
+            );
+            for f in ["tcp_sender_cpu_s_per_gbit", "tcp_receiver_cpu_s_per_gbit"] {
+                assert!(m[f].as_f64().is_some(), "{path} {f} {p}");
+            }
+        }
+    }
+    let same: Vec<&serde_json::Value> = r["same_node"].as_array().into_iter().flatten().collect();
+    assert_eq!(same.len(), 3, "{r}");
+    for p in same {
+        assert_eq!(p["scope"], "same-node", "{p}");
+        assert_eq!(p["from"], p["to"], "{p}");
+        assert!(p["overlay"]["tcp_bps"].as_f64().unwrap_or(0.0) > 1e6, "{p}");
+        assert!(
+            p["overlay"]["crr_per_sec"].as_f64().unwrap_or(0.0) > 1.0,
+            "{p}"
+        );
+        assert!(
+            p["efficiency"].is_null(),
+            "no underlay to compare with: {p}"
+        );
+        assert_eq!(p["passed"], true, "{p}");
+    }
+    let services: Vec<&serde_json::Value> =
+        r["services"].as_array().into_iter().flatten().collect();
+    let kinds: Vec<&str> = services.iter().filter_map(|s| s["kind"].as_str()).collect();
+    assert_eq!(kinds, ["clusterip", "nodeport"], "{r}");
+    for s in services {
+        let m = &s["measurement"];
+        assert_eq!(s["passed"], true, "{s}");
+        assert!(m["tcp_bps"].as_f64().unwrap_or(0.0) > 1e6, "{s}");
+        assert!(m["rr_p50_us"].as_f64().is_some(), "{s}");
+        assert!(m["crr_per_sec"].as_f64().unwrap_or(0.0) > 1.0, "{s}");
     }
     assert!(
         out.status.success(),
@@ -253,6 +304,13 @@ fn overlay_netcheck_and_fault_diagnosis() {
     );
     let page = std::fs::read_to_string(&html).expect("html report");
     assert_eq!(page.matches("<table class=\"heat\">").count(), 3);
+    for table in [
+        "Every cross-node pair",
+        "Same node",
+        "Services, through kube-proxy",
+    ] {
+        assert!(page.contains(table), "HTML report lacks {table}");
+    }
     if let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -302,6 +360,9 @@ fn overlay_netcheck_and_fault_diagnosis() {
             "1",
             "--streams",
             "1",
+            // The extras are checked in the pods run above; CI time is kept for the faults.
+            "--skip",
+            "same-node,services,bidir,crr",
             "--min-efficiency",
             "0.2",
             // This step checks the report, not the lab's figures: an unlimited UDP blast on a
@@ -364,7 +425,7 @@ fn overlay_netcheck_and_fault_diagnosis() {
     for node in [node_addr(1), node_addr(2), node_addr(3)] {
         let left = stdout(&c.lab.ssh(
             &node,
-            "ip netns list | grep dbnc; systemctl is-active director-boot-netcheck-underlay director-boot-netcheck-overlay | grep -x active; ip link show dbnc-h 2>/dev/null; true",
+            "ip netns list | grep dbnc; systemctl is-active director-boot-netcheck-underlay director-boot-netcheck-overlay director-boot-netcheck-peer | grep -x active; ip link show dbnc-h 2>/dev/null; ip link show dbnc-hp 2>/dev/null; true",
         ));
         assert_eq!(left.trim(), "", "{node} kept netcheck residue after Ctrl-C");
     }
@@ -389,6 +450,13 @@ fn overlay_netcheck_and_fault_diagnosis() {
             "1",
             "--streams",
             "1",
+            // The faults are about the cross-node pairs' diagnosis: no extras.
+            "--skip",
+            "same-node,services,bidir,crr",
+            // ... and a healthy pair must not fail on the UDP loss of a loaded 2-core machine
+            // (13 % overlay, 7 % underlay seen).
+            "--max-udp-loss",
+            "0.5",
             "--min-efficiency",
             "0.2",
             "--pair-timeout",
@@ -433,6 +501,13 @@ fn overlay_netcheck_and_fault_diagnosis() {
             "1",
             "--streams",
             "1",
+            // The faults are about the cross-node pairs' diagnosis: no extras.
+            "--skip",
+            "same-node,services,bidir,crr",
+            // ... and a healthy pair must not fail on the UDP loss of a loaded 2-core machine
+            // (13 % overlay, 7 % underlay seen).
+            "--max-udp-loss",
+            "0.5",
             "--min-efficiency",
             "0.2",
             "--pair-timeout",
@@ -466,6 +541,13 @@ fn overlay_netcheck_and_fault_diagnosis() {
             "1",
             "--streams",
             "1",
+            // The faults are about the cross-node pairs' diagnosis: no extras.
+            "--skip",
+            "same-node,services,bidir,crr",
+            // ... and a healthy pair must not fail on the UDP loss of a loaded 2-core machine
+            // (13 % overlay, 7 % underlay seen).
+            "--max-udp-loss",
+            "0.5",
             "--min-efficiency",
             "0.2",
             "--connect-timeout",

@@ -22,6 +22,8 @@ pub struct NetcheckArgs<'a> {
     pub pairs: Pairs,
     pub duration: u64,
     pub streams: u32,
+    pub crr_duration: u64,
+    pub skip: Vec<crate::netcheck::run::Extra>,
     pub udp_bitrate: u64,
     pub min_efficiency: f64,
     pub max_udp_loss: f64,
@@ -54,6 +56,8 @@ pub async fn run(paths: &Paths, a: NetcheckArgs<'_>) -> anyhow::Result<ExitCode>
     let opts = Options {
         pairs: a.pairs,
         duration: a.duration,
+        crr_duration: a.crr_duration,
+        skip: a.skip,
         streams: a.streams,
         udp_bitrate: a.udp_bitrate,
         thresholds: Thresholds {

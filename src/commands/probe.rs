@@ -48,6 +48,7 @@ async fn client(args: ProbeClientArgs, json: bool) -> anyhow::Result<ExitCode> {
     opts.udp_bitrate = args.udp_bitrate;
     opts.udp_size = args.udp_size.0;
     opts.rr_count = args.rr_count;
+    opts.crr_duration = Duration::from_secs_f64(args.crr_duration);
     opts.max_mtu = args.max_mtu;
     opts.timeout = match args.timeout {
         Some(t) => Duration::from_secs_f64(t),
@@ -105,10 +106,19 @@ fn human(r: &ProbeReport) -> String {
                 .retransmits
                 .map(|n| format!(", {n} retransmits"))
                 .unwrap_or_default();
+            let gbits = t.bytes as f64 * 8.0 / 1e9;
+            let cpu = match (t.sender_cpu_seconds, t.receiver_cpu_seconds) {
+                (Some(s), Some(r)) if gbits > 0.0 => format!(
+                    ", CPU s/Gbit sender {:.3} receiver {:.3}",
+                    s / gbits,
+                    r / gbits
+                ),
+                _ => String::new(),
+            };
             rows.push(vec![
                 name.into(),
                 format!(
-                    "{} at the receiver ({} stream{}, {:.2} s, {:.1} MiB{retrans})",
+                    "{} at the receiver ({} stream{}, {:.2} s, {:.1} MiB{retrans}{cpu})",
                     bits(t.bits_per_second),
                     t.streams,
                     if t.streams == 1 { "" } else { "s" },
@@ -141,6 +151,15 @@ fn human(r: &ProbeReport) -> String {
             format!(
                 "p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs, {:.0} transactions/s ({})",
                 x.p50_us, x.p99_us, x.mean_us, x.transactions_per_second, x.count
+            ),
+        ]);
+    }
+    if let Some(x) = &r.crr {
+        rows.push(vec![
+            "crr".into(),
+            format!(
+                "{:.0} connections/s (connect, request, response, close), p50 {:.1} µs, p99 {:.1} µs ({})",
+                x.transactions_per_second, x.p50_us, x.p99_us, x.count
             ),
         ]);
     }

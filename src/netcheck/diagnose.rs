@@ -264,6 +264,66 @@ pub fn diagnose(e: &PairEvidence<'_>) -> Vec<Diagnosis> {
     out
 }
 
+/// Why pod → Service failed: `direct_ok` says whether the same two pods reach each other
+/// without the Service; `evidence` is what kube-proxy on `proxy_node` (the client's node for a
+/// ClusterIP, the dialled node for a NodePort) shows.
+pub fn service_path(
+    kind: &str,
+    from: &str,
+    to: &str,
+    proxy_node: &str,
+    direct_ok: bool,
+    error: &str,
+    mut evidence: Vec<String>,
+) -> Vec<Diagnosis> {
+    if !error.is_empty() {
+        evidence.insert(0, format!("probe: {error}"));
+    }
+    let what = if kind == "nodeport" {
+        "NodePort"
+    } else {
+        "ClusterIP"
+    };
+    if !direct_ok {
+        return vec![diag(
+            "service-pod-path",
+            Some(to),
+            format!(
+                "the pod on {from} does not reach the probe pod on {to} even without the Service: \
+                 the pod-to-pod failure (see that pair) explains the {what} failure"
+            ),
+            format!("fix the pod-to-pod path {from} → {to} first"),
+            evidence,
+        )];
+    }
+    let unit_down = evidence
+        .iter()
+        .any(|e| e.contains("kube-proxy unit") && !e.ends_with("unit active"));
+    let no_rules = evidence
+        .iter()
+        .any(|e| e.contains(" 0 iptables NAT rules mention"));
+    let summary = if unit_down {
+        format!("kube-proxy is not running on {proxy_node}: nothing translates the {what}")
+    } else if no_rules {
+        format!("kube-proxy on {proxy_node} has no NAT rule for the {what}")
+    } else {
+        format!(
+            "the pod on {from} reaches the probe pod on {to} directly but not through the {what}"
+        )
+    };
+    vec![diag(
+        "service-path",
+        Some(proxy_node),
+        summary,
+        format!(
+            "on {proxy_node}: `systemctl status kube-proxy`, `journalctl -u kube-proxy`, \
+             `iptables-save -t nat | grep KUBE-` (the Service's rules), and that \
+             br_netfilter is loaded with net.bridge.bridge-nf-call-iptables=1"
+        ),
+        evidence,
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +483,62 @@ mod tests {
         let d = diagnose(&evidence(&o, &u, &a, &b, None));
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].code, "underlay");
+    }
+
+    #[test]
+    fn a_service_failure_names_kube_proxy_or_the_pod_path() {
+        let ev = |active: &str, rules: u32| {
+            vec![
+                format!("node1: kube-proxy unit {active}"),
+                format!("node1: {rules} iptables NAT rules mention 10.96.0.9"),
+            ]
+        };
+        let d = service_path(
+            "clusterip",
+            "node1",
+            "node2",
+            "node1",
+            true,
+            "refused",
+            ev("inactive", 0),
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, "service-path");
+        assert!(
+            d[0].summary.contains("not running on node1"),
+            "{}",
+            d[0].summary
+        );
+        assert_eq!(d[0].evidence[0], "probe: refused");
+        let d = service_path(
+            "nodeport",
+            "node1",
+            "node2",
+            "node3",
+            true,
+            "",
+            ev("active", 0),
+        );
+        assert!(
+            d[0].summary.contains("no NAT rule for the NodePort"),
+            "{}",
+            d[0].summary
+        );
+        let d = service_path(
+            "clusterip",
+            "node1",
+            "node2",
+            "node1",
+            true,
+            "",
+            ev("active", 4),
+        );
+        assert!(
+            d[0].summary.contains("directly but not through"),
+            "{}",
+            d[0].summary
+        );
+        let d = service_path("clusterip", "node1", "node2", "node1", false, "x", vec![]);
+        assert_eq!(d[0].code, "service-pod-path");
     }
 }

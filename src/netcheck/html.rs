@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::model::{PairResult, Report};
-use super::report::gbit;
+use super::report::{cpu, gbit};
 use crate::engine::render::{RenderError, Renderer};
 
 #[derive(Serialize)]
@@ -20,6 +20,166 @@ struct Heatmap {
     title: String,
     legend: String,
     rows: Vec<(String, Vec<Cell>)>,
+}
+
+/// A plain table of figures (every pair, same-node pairs, Services).
+#[derive(Serialize)]
+struct Table {
+    title: String,
+    note: String,
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("—".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{:.0}%", v * 100.0))
+}
+
+fn verdict(passed: bool) -> String {
+    if passed { "pass" } else { "FAIL" }.into()
+}
+
+fn tables(r: &Report) -> Vec<Table> {
+    let mut out = vec![Table {
+        title: "Every cross-node pair".into(),
+        note: "overlay (underlay); efficiency = overlay / underlay. Both directions: one stream \
+               each way, started together. Connections/s: connect, 1-byte request, 1-byte \
+               response, close. CPU: the probe processes' own CPU seconds per Gbit of the \
+               single-stream test, sender/receiver."
+            .into(),
+        headers: vec![
+            "from → to",
+            "backend",
+            "encrypted",
+            "TCP 1 stream Gbit/s",
+            "eff.",
+            "TCP N streams Gbit/s",
+            "eff. N",
+            "both directions Gbit/s",
+            "eff. both",
+            "conn/s",
+            "RR p50 µs",
+            "CPU s/Gbit",
+            "verdict",
+        ],
+        rows: r
+            .pairs
+            .iter()
+            .map(|p| {
+                let (o, u) = (&p.overlay, &p.underlay);
+                vec![
+                    format!("{} → {}", p.from, p.to),
+                    p.backend.clone(),
+                    if p.encrypted { "yes" } else { "no" }.into(),
+                    format!("{} ({})", gbit(o.tcp_bps), gbit(u.tcp_bps)),
+                    pct(p.efficiency),
+                    format!("{} ({})", gbit(o.tcp_multi_bps), gbit(u.tcp_multi_bps)),
+                    pct(p.multi_efficiency),
+                    format!(
+                        "{}+{} ({}+{})",
+                        gbit(o.bidir_out_bps),
+                        gbit(o.bidir_in_bps),
+                        gbit(u.bidir_out_bps),
+                        gbit(u.bidir_in_bps)
+                    ),
+                    pct(p.bidir_efficiency),
+                    format!("{} ({})", opt(o.crr_per_sec, 0), opt(u.crr_per_sec, 0)),
+                    format!("{} ({})", opt(o.rr_p50_us, 0), opt(u.rr_p50_us, 0)),
+                    format!("{} ({})", cpu(o), cpu(u)),
+                    verdict(p.passed),
+                ]
+            })
+            .collect(),
+    }];
+    if !r.same_node.is_empty() {
+        out.push(Table {
+            title: "Same node".into(),
+            note: "two probe endpoints on one node's pod bridge: no overlay and no underlay to \
+                   compare with, so absolute figures, failed only when they do not connect"
+                .into(),
+            headers: vec![
+                "node",
+                "TCP 1 stream Gbit/s",
+                "RR p50/p99 µs",
+                "conn/s",
+                "CPU s/Gbit",
+                "verdict",
+            ],
+            rows: r
+                .same_node
+                .iter()
+                .map(|p| {
+                    let m = &p.overlay;
+                    vec![
+                        p.from.clone(),
+                        gbit(m.tcp_bps),
+                        format!("{}/{}", opt(m.rr_p50_us, 0), opt(m.rr_p99_us, 0)),
+                        opt(m.crr_per_sec, 0),
+                        cpu(m),
+                        if p.passed {
+                            verdict(true)
+                        } else {
+                            format!("FAIL: {}", p.failures.join("; "))
+                        },
+                    ]
+                })
+                .collect(),
+        });
+    }
+    if !r.services.is_empty() {
+        out.push(Table {
+            title: "Services, through kube-proxy".into(),
+            note: "pod → Service → the probe pod on another node; in brackets the same two pods \
+                   directly"
+                .into(),
+            headers: vec![
+                "from",
+                "kind",
+                "dialled",
+                "endpoint on",
+                "TCP Gbit/s",
+                "RR p50 µs",
+                "conn/s",
+                "verdict",
+            ],
+            rows: r
+                .services
+                .iter()
+                .map(|s| {
+                    let m = &s.measurement;
+                    vec![
+                        s.from.clone(),
+                        s.kind.clone(),
+                        match &s.via {
+                            Some(v) => format!("{} ({v})", s.address),
+                            None => s.address.clone(),
+                        },
+                        s.to.clone(),
+                        format!("{} ({})", gbit(m.tcp_bps), gbit(s.direct_tcp_bps)),
+                        format!("{} ({})", opt(m.rr_p50_us, 0), opt(s.direct_rr_p50_us, 0)),
+                        format!(
+                            "{} ({})",
+                            opt(m.crr_per_sec, 0),
+                            opt(s.direct_crr_per_sec, 0)
+                        ),
+                        if s.passed {
+                            verdict(true)
+                        } else {
+                            let d = s.diagnoses.first().map_or(String::new(), |d| {
+                                format!(" [{}] {} — fix: {}", d.code, d.summary, d.fix)
+                            });
+                            format!("FAIL: {}{d}", s.failures.join("; "))
+                        },
+                    ]
+                })
+                .collect(),
+        });
+    }
+    out
 }
 
 /// Red (0.0) through amber to green (1.0).
@@ -106,8 +266,10 @@ pub fn render(renderer: &Renderer, r: &Report) -> Result<String, RenderError> {
             |p| {
                 (
                     format!(
-                        "{:.0}% · {} ({}) Gbit/s · {}{}",
+                        "{:.0}%{} · {} ({}) Gbit/s · {}{}",
                         p.efficiency.unwrap_or(0.0) * 100.0,
+                        p.multi_efficiency
+                            .map_or(String::new(), |m| format!(" (N streams {:.0}%)", m * 100.0)),
                         gbit(p.overlay.tcp_bps),
                         gbit(p.underlay.tcp_bps),
                         p.backend,
@@ -156,6 +318,7 @@ pub fn render(renderer: &Renderer, r: &Report) -> Result<String, RenderError> {
     let mut ctx = tera::Context::new();
     ctx.insert("report", r);
     ctx.insert("maps", &maps);
+    ctx.insert("tables", &tables(r));
     ctx.insert("failed", &failed);
     ctx.insert("min_efficiency_pct", &format!("{:.0}", min * 100.0));
     ctx.insert(
@@ -192,6 +355,7 @@ pub(crate) mod tests {
                 }
                 let dead = b == "node<3>";
                 pairs.push(PairResult {
+                    scope: crate::netcheck::model::Scope::CrossNode,
                     from: a.clone(),
                     to: b.clone(),
                     backend: "direct".into(),
@@ -203,6 +367,8 @@ pub(crate) mod tests {
                     },
                     underlay: m(10e9),
                     efficiency: (!dead).then_some(0.8),
+                    multi_efficiency: (!dead).then_some(0.95),
+                    bidir_efficiency: None,
                     passed: !dead,
                     failures: if dead {
                         vec!["overlay: connect timeout".into()]
@@ -230,11 +396,15 @@ pub(crate) mod tests {
             nodes,
             overlay_mtu: 1450,
             duration_secs: 3,
+            crr_duration_secs: 1,
             thresholds: Thresholds {
                 min_efficiency: 0.7,
                 max_udp_loss: 0.05,
             },
             pairs,
+            same_node: vec![],
+            services: vec![],
+            skipped: vec![],
             node_errors: vec![],
             node_warnings: vec![],
             passed: false,
@@ -267,5 +437,103 @@ pub(crate) mod tests {
         assert!(text.contains("FAIL: 4 of 6 pairs passed"), "{text}");
         let json = serde_json::to_value(sample()).unwrap();
         assert_eq!(json["pairs"][0]["efficiency"], 0.8);
+    }
+
+    #[test]
+    fn same_node_pairs_services_and_the_new_figures_show_in_every_output() {
+        use crate::netcheck::model::{Scope, ServiceResult};
+        let mut r = sample();
+        let p = &mut r.pairs[0];
+        p.overlay.bidir_out_bps = Some(4e9);
+        p.overlay.bidir_in_bps = Some(3e9);
+        p.underlay.bidir_out_bps = Some(5e9);
+        p.underlay.bidir_in_bps = Some(5e9);
+        p.bidir_efficiency = Some(0.7);
+        p.overlay.tcp_multi_bps = Some(9e9);
+        p.underlay.tcp_multi_bps = Some(10e9);
+        p.overlay.crr_per_sec = Some(2500.0);
+        p.underlay.crr_per_sec = Some(3100.0);
+        p.overlay.tcp_sender_cpu_s_per_gbit = Some(0.031);
+        p.overlay.tcp_receiver_cpu_s_per_gbit = Some(0.052);
+        let mut same = r.pairs[0].clone();
+        same.scope = Scope::SameNode;
+        same.to = same.from.clone();
+        same.backend = "bridge".into();
+        r.same_node.push(same);
+        let service = |kind: &str, passed: bool| ServiceResult {
+            kind: kind.into(),
+            from: "node1".into(),
+            to: "node2".into(),
+            via: (kind == "nodeport").then(|| "node<3>".into()),
+            address: "10.96.0.10:5299".into(),
+            measurement: if passed {
+                Measurement {
+                    tcp_bps: Some(7e9),
+                    rr_p50_us: Some(40.0),
+                    crr_per_sec: Some(900.0),
+                    ..Measurement::default()
+                }
+            } else {
+                Measurement::failed("connection refused")
+            },
+            direct_tcp_bps: Some(8e9),
+            direct_rr_p50_us: Some(30.0),
+            direct_crr_per_sec: Some(2500.0),
+            passed,
+            failures: if passed {
+                vec![]
+            } else {
+                vec!["nodeport 10.96.0.10:5299: connection refused".into()]
+            },
+            diagnoses: if passed {
+                vec![]
+            } else {
+                vec![Diagnosis {
+                    code: "service-path",
+                    host: Some("node<3>".into()),
+                    summary: "kube-proxy is not running on node<3>".into(),
+                    fix: "systemctl status kube-proxy".into(),
+                    evidence: vec![],
+                }]
+            },
+            seconds: 3.0,
+        };
+        r.services = vec![service("clusterip", true), service("nodeport", false)];
+
+        let text = crate::netcheck::report::render(&r);
+        assert!(text.contains("Both directions at once"), "{text}");
+        assert!(text.contains("4.00+3.00 (5.00+5.00) 70%"), "{text}");
+        assert!(text.contains("2500 (3100)"), "{text}");
+        assert!(text.contains("0.03/0.05"), "{text}");
+        // Multi-stream efficiency beside single-stream's.
+        assert!(text.contains("9.00 (10.00) 95% [80%]"), "{text}");
+        assert!(text.contains("Same node"), "{text}");
+        assert!(
+            text.contains("clusterip 10.96.0.10:5299 → pod on node2: TCP 7.00 Gbit/s [8.00]"),
+            "{text}"
+        );
+        assert!(text.contains("FAIL nodeport 10.96.0.10:5299"), "{text}");
+        assert!(text.contains("diagnosis [service-path]"), "{text}");
+        assert!(
+            text.contains("1 of 2 same-node and Service checks passed")
+                || text.contains("2 of 3 same-node and Service checks passed"),
+            "{text}"
+        );
+
+        let page = render(&Renderer::new().unwrap(), &r).unwrap();
+        assert_eq!(page.matches("<table class=\"heat\">").count(), 3);
+        assert!(page.contains("Every cross-node pair"));
+        assert!(page.contains("Same node"));
+        assert!(page.contains("Services, through kube-proxy"));
+        assert!(page.contains("(N streams 95%)"));
+        assert!(page.contains("[service-path] kube-proxy is not running on node&lt;3&gt;"));
+
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["pairs"][0]["scope"], "cross-node");
+        assert_eq!(json["same_node"][0]["scope"], "same-node");
+        assert_eq!(json["pairs"][0]["overlay"]["bidir_in_bps"], 3e9);
+        assert_eq!(json["pairs"][0]["multi_efficiency"], 0.95);
+        assert_eq!(json["services"][1]["kind"], "nodeport");
+        assert_eq!(json["services"][1]["diagnoses"][0]["code"], "service-path");
     }
 }

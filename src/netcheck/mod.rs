@@ -1,6 +1,9 @@
 //! netcheck: container-to-container TCP and UDP across the overlay, with the same pair measured
 //! host to host on the underlay as the baseline, pass/fail against thresholds, and a diagnosis
-//! for each failed pair (blocked VXLAN port, MTU, rp_filter, forwarding).
+//! for each failed pair (blocked VXLAN port, MTU, rp_filter, forwarding). Beside those
+//! cross-node pairs: same-node pairs (a second endpoint per node), pod to ClusterIP and to
+//! NodePort through kube-proxy, connection rate, both directions at once, multi-stream
+//! efficiency and CPU seconds per Gbit on each side.
 //!
 //! The probe itself is `director-boot probe` (src/probe), uploaded to the nodes; this module
 //! orchestrates it (`run`), explains failures (`diagnose`, from `facts`) and reports (`report`

@@ -17,6 +17,19 @@ pub struct Measurement {
     pub rr_p99_us: Option<f64>,
     /// Largest IPv4 packet that crossed with Don't Fragment set.
     pub path_mtu: Option<u32>,
+    /// Connection rate: connect, 1-byte request, 1-byte response, close, per second (netperf
+    /// TCP_CRR), and the median time of one such transaction.
+    pub crr_per_sec: Option<f64>,
+    pub crr_p50_us: Option<f64>,
+    /// CPU seconds per Gbit moved in the single-stream TCP test: the sending probe process's
+    /// own CPU time (user + system) over the Gbit it sent, and the receiving one's over the
+    /// Gbit it received.
+    pub tcp_sender_cpu_s_per_gbit: Option<f64>,
+    pub tcp_receiver_cpu_s_per_gbit: Option<f64>,
+    /// Both directions at once: one TCP stream `from` → `to` and one `to` → `from`, started
+    /// together and measured concurrently (bits per second at each receiver).
+    pub bidir_out_bps: Option<f64>,
+    pub bidir_in_bps: Option<f64>,
     /// Tests that failed, as `test: message`.
     pub errors: Vec<String>,
     /// Set when the probe could not run at all (node down, server unreachable).
@@ -35,6 +48,31 @@ impl Measurement {
     pub fn ok(&self) -> bool {
         self.failed.is_none() && (self.tcp_bps.is_some() || self.udp_bps.is_some())
     }
+
+    /// Both directions of the bidirectional test added up.
+    pub fn bidir_total_bps(&self) -> Option<f64> {
+        Some(self.bidir_out_bps? + self.bidir_in_bps?)
+    }
+}
+
+/// `a / b` when both exist and `b` is positive.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// Whether a pair is two nodes or two endpoints on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Pod to pod across the overlay between two hosts, with the host-to-host underlay as the
+    /// baseline.
+    CrossNode,
+    /// Two probe endpoints on one node's pod bridge: no overlay, no underlay to compare with;
+    /// absolute figures only.
+    SameNode,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -51,6 +89,7 @@ pub struct Diagnosis {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PairResult {
+    pub scope: Scope,
     pub from: String,
     pub to: String,
     /// How `from` reaches `to`'s pods: `direct`, `vxlan`, or `unknown` (an older overlay).
@@ -61,8 +100,37 @@ pub struct PairResult {
     pub underlay: Measurement,
     /// Overlay single-stream TCP / underlay single-stream TCP.
     pub efficiency: Option<f64>,
+    /// Overlay N-stream TCP / underlay N-stream TCP.
+    pub multi_efficiency: Option<f64>,
+    /// Overlay / underlay of both directions at once (the two directions added up).
+    pub bidir_efficiency: Option<f64>,
     pub passed: bool,
     /// Why the pair failed its thresholds (empty when it passed).
+    pub failures: Vec<String>,
+    pub diagnoses: Vec<Diagnosis>,
+    pub seconds: f64,
+}
+
+/// Pod to a Service in front of a probe pod, through kube-proxy.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceResult {
+    /// `clusterip` (pod → the Service's ClusterIP) or `nodeport` (pod → a node's address and
+    /// the Service's NodePort).
+    pub kind: String,
+    /// The node of the client pod.
+    pub from: String,
+    /// The node of the probe pod behind the Service (its only endpoint).
+    pub to: String,
+    /// The node whose NodePort was dialled (nodeport only).
+    pub via: Option<String>,
+    /// What the client dialled, `ip:port`.
+    pub address: String,
+    pub measurement: Measurement,
+    /// The same two pods pod to pod (without the Service), for comparison.
+    pub direct_tcp_bps: Option<f64>,
+    pub direct_rr_p50_us: Option<f64>,
+    pub direct_crr_per_sec: Option<f64>,
+    pub passed: bool,
     pub failures: Vec<String>,
     pub diagnoses: Vec<Diagnosis>,
     pub seconds: f64,
@@ -82,8 +150,17 @@ pub struct Report {
     pub nodes: Vec<String>,
     pub overlay_mtu: u32,
     pub duration_secs: u64,
+    /// Length of the connection-rate test (0: not run).
+    pub crr_duration_secs: u64,
     pub thresholds: Thresholds,
+    /// Cross-node pairs (`scope` cross-node).
     pub pairs: Vec<PairResult>,
+    /// Two endpoints on one node (`scope` same-node): absolute figures, no underlay.
+    pub same_node: Vec<PairResult>,
+    /// Pod to ClusterIP and pod to NodePort (pods mode).
+    pub services: Vec<ServiceResult>,
+    /// Why a family of checks was not run (e.g. Services in netns mode), as `check: reason`.
+    pub skipped: Vec<String>,
     /// Problems not tied to one pair (a node that could not be prepared).
     pub node_errors: Vec<(String, String)>,
     /// Problems of a node that no pair shows (e.g. br_netfilter missing breaks Services).

@@ -18,12 +18,43 @@ pub struct ProbeOutput {
     #[serde(default)]
     pub mtu: Option<Mtu>,
     #[serde(default)]
+    pub crr: Option<Crr>,
+    #[serde(default)]
     pub errors: Vec<TestError>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Tcp {
     pub bits_per_second: f64,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub sent_bytes: u64,
+    #[serde(default)]
+    pub sender_cpu_seconds: Option<f64>,
+    #[serde(default)]
+    pub receiver_cpu_seconds: Option<f64>,
+}
+
+impl Tcp {
+    /// CPU seconds per Gbit: (sender's over the Gbit it sent, receiver's over the Gbit it got).
+    fn cpu_per_gbit(&self) -> (Option<f64>, Option<f64>) {
+        let per = |cpu: Option<f64>, bytes: u64| {
+            let gbit = bytes as f64 * 8.0 / 1e9;
+            cpu.filter(|_| gbit > 0.0).map(|c| c / gbit)
+        };
+        (
+            per(self.sender_cpu_seconds, self.sent_bytes),
+            per(self.receiver_cpu_seconds, self.bytes),
+        )
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Crr {
+    pub transactions_per_second: f64,
+    #[serde(default)]
+    pub p50_us: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +96,7 @@ fn word(v: &serde_json::Value) -> String {
 
 impl ProbeOutput {
     pub fn into_measurement(self) -> Measurement {
+        let (send_cpu, recv_cpu) = self.tcp.as_ref().map_or((None, None), |t| t.cpu_per_gbit());
         Measurement {
             tcp_bps: self.tcp.map(|t| t.bits_per_second),
             tcp_multi_bps: self.tcp_multi.map(|t| t.bits_per_second),
@@ -74,6 +106,12 @@ impl ProbeOutput {
             rr_p50_us: self.rr.as_ref().map(|r| r.p50_us),
             rr_p99_us: self.rr.as_ref().map(|r| r.p99_us),
             path_mtu: self.mtu.map(|m| m.path_mtu),
+            crr_per_sec: self.crr.as_ref().map(|c| c.transactions_per_second),
+            crr_p50_us: self.crr.as_ref().map(|c| c.p50_us),
+            tcp_sender_cpu_s_per_gbit: send_cpu,
+            tcp_receiver_cpu_s_per_gbit: recv_cpu,
+            bidir_out_bps: None,
+            bidir_in_bps: None,
             errors: self
                 .errors
                 .iter()
@@ -101,5 +139,29 @@ mod tests {
         assert_eq!(m.path_mtu, Some(1450));
         assert_eq!(m.errors, vec!["rr (timeout): no answer in 2 s".to_string()]);
         assert!(m.ok());
+        assert_eq!(m.crr_per_sec, None);
+        assert_eq!(m.tcp_sender_cpu_s_per_gbit, None);
+    }
+
+    #[test]
+    fn reads_connection_rate_and_cpu_per_gbit() {
+        // 1.25e9 bytes = 10 Gbit; 2.5 s of sender CPU = 0.25 s/Gbit, 1.0 s receiver = 0.1.
+        let json = r#"{"tcp":{"bits_per_second":8e9,"bytes":1250000000,"sent_bytes":1250000000,
+            "sender_cpu_seconds":2.5,"receiver_cpu_seconds":1.0},
+            "crr":{"count":900,"p50_us":310.0,"p99_us":800.0,"mean_us":330.0,"min_us":200.0,
+            "max_us":900.0,"transactions_per_second":3000.0},"errors":[]}"#;
+        let m = serde_json::from_str::<ProbeOutput>(json)
+            .unwrap()
+            .into_measurement();
+        assert_eq!(m.crr_per_sec, Some(3000.0));
+        assert_eq!(m.crr_p50_us, Some(310.0));
+        assert!((m.tcp_sender_cpu_s_per_gbit.unwrap() - 0.25).abs() < 1e-9);
+        assert!((m.tcp_receiver_cpu_s_per_gbit.unwrap() - 0.1).abs() < 1e-9);
+        // No bytes moved: no per-Gbit figure rather than infinity.
+        let json = r#"{"tcp":{"bits_per_second":0,"bytes":0,"sender_cpu_seconds":0.1}}"#;
+        let m = serde_json::from_str::<ProbeOutput>(json)
+            .unwrap()
+            .into_measurement();
+        assert_eq!(m.tcp_sender_cpu_s_per_gbit, None);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Measurement, PairResult, Report};
+use super::model::{Measurement, PairResult, Report, ServiceResult};
 
 /// Above this many nodes a matrix no longer fits a terminal.
 const MATRIX_MAX_NODES: usize = 6;
@@ -21,6 +21,22 @@ fn pct(f: Option<f64>) -> String {
         Some(f) => format!("{:.0}%", f * 100.0),
         None => "—".into(),
     }
+}
+
+fn num(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(v) => format!("{v:.decimals$}"),
+        None => "—".into(),
+    }
+}
+
+/// `sender/receiver` CPU seconds per Gbit of a single-stream transfer.
+pub fn cpu(m: &Measurement) -> String {
+    format!(
+        "{}/{}",
+        num(m.tcp_sender_cpu_s_per_gbit, 2),
+        num(m.tcp_receiver_cpu_s_per_gbit, 2)
+    )
 }
 
 fn loss(f: Option<f64>) -> String {
@@ -125,15 +141,59 @@ pub fn render(r: &Report) -> String {
         if r.pairs.iter().any(|p| p.overlay.tcp_multi_bps.is_some()) {
             matrix(
                 &mut out,
-                "TCP, N streams, Gbit/s: overlay (underlay)",
+                "TCP, N streams, Gbit/s: overlay (underlay) efficiency [1-stream efficiency]",
+                r,
+                |p| {
+                    format!(
+                        "{} ({}) {} [{}]",
+                        gbit(p.overlay.tcp_multi_bps),
+                        gbit(p.underlay.tcp_multi_bps),
+                        pct(p.multi_efficiency),
+                        pct(p.efficiency)
+                    )
+                },
+            );
+        }
+        if r.pairs.iter().any(|p| p.overlay.bidir_out_bps.is_some()) {
+            matrix(
+                &mut out,
+                "Both directions at once, Gbit/s: overlay out+in (underlay out+in) efficiency",
+                r,
+                |p| {
+                    format!(
+                        "{}+{} ({}+{}) {}",
+                        gbit(p.overlay.bidir_out_bps),
+                        gbit(p.overlay.bidir_in_bps),
+                        gbit(p.underlay.bidir_out_bps),
+                        gbit(p.underlay.bidir_in_bps),
+                        pct(p.bidir_efficiency)
+                    )
+                },
+            );
+        }
+        if r.pairs.iter().any(|p| p.overlay.crr_per_sec.is_some()) {
+            matrix(
+                &mut out,
+                "Connections/s (connect, request, response, close): overlay (underlay)",
                 r,
                 |p| {
                     format!(
                         "{} ({})",
-                        gbit(p.overlay.tcp_multi_bps),
-                        gbit(p.underlay.tcp_multi_bps)
+                        num(p.overlay.crr_per_sec, 0),
+                        num(p.underlay.crr_per_sec, 0)
                     )
                 },
+            );
+        }
+        if r.pairs
+            .iter()
+            .any(|p| p.overlay.tcp_sender_cpu_s_per_gbit.is_some())
+        {
+            matrix(
+                &mut out,
+                "CPU s per Gbit, 1 stream, sender/receiver: overlay (underlay)",
+                r,
+                |p| format!("{} ({})", cpu(&p.overlay), cpu(&p.underlay)),
             );
         }
         matrix(
@@ -177,17 +237,55 @@ pub fn render(r: &Report) -> String {
         for p in worst {
             let _ = writeln!(
                 out,
-                "  {:>12} → {:<12} {:<7} {} ({}) Gbit/s {}  UDP loss {}",
+                "  {:>12} → {:<12} {:<7}{} {} ({}) Gbit/s {} (N streams {})  UDP loss {}  {} conn/s  CPU s/Gbit {}",
                 p.from,
                 p.to,
                 p.backend,
+                if p.encrypted { "+wg" } else { "" },
                 gbit(p.overlay.tcp_bps),
                 gbit(p.underlay.tcp_bps),
                 pct(p.efficiency),
-                loss(p.overlay.udp_loss)
+                pct(p.multi_efficiency),
+                loss(p.overlay.udp_loss),
+                num(p.overlay.crr_per_sec, 0),
+                cpu(&p.overlay),
             );
         }
         let _ = writeln!(out);
+    }
+    if !r.same_node.is_empty() {
+        let _ = writeln!(
+            out,
+            "Same node (two endpoints on one node's pod bridge: no overlay, no underlay baseline, absolute figures)"
+        );
+        for p in &r.same_node {
+            let m = &p.overlay;
+            let _ = writeln!(
+                out,
+                "  {:<14} TCP {} Gbit/s, RR p50/p99 {}/{} µs, {} conn/s, CPU s/Gbit {}{}",
+                p.from,
+                gbit(m.tcp_bps),
+                num(m.rr_p50_us, 0),
+                num(m.rr_p99_us, 0),
+                num(m.crr_per_sec, 0),
+                cpu(m),
+                if p.passed { "" } else { "  FAIL" }
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.services.is_empty() {
+        let _ = writeln!(
+            out,
+            "Services (pod → Service → probe pod, through kube-proxy; direct pod → pod in brackets)"
+        );
+        for s in &r.services {
+            let _ = writeln!(out, "  {}", service_line(s));
+        }
+        let _ = writeln!(out);
+    }
+    for why in &r.skipped {
+        let _ = writeln!(out, "not measured: {why}");
     }
     for (node, e) in &r.node_errors {
         let _ = writeln!(out, "{node}: {e}");
@@ -208,9 +306,33 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(out, "    fix: {}", d.fix);
         }
     }
+    for p in r.same_node.iter().filter(|p| !p.passed) {
+        let _ = writeln!(out, "FAIL same node {}: {}", p.from, p.failures.join("; "));
+    }
+    for s in r.services.iter().filter(|s| !s.passed) {
+        let _ = writeln!(out, "FAIL {}", s.failures.join("; "));
+        for d in &s.diagnoses {
+            let _ = writeln!(out, "  diagnosis [{}]: {}", d.code, d.summary);
+            for e in &d.evidence {
+                let _ = writeln!(out, "    evidence: {e}");
+            }
+            let _ = writeln!(out, "    fix: {}", d.fix);
+        }
+    }
+    let extra_failed = r.same_node.iter().filter(|p| !p.passed).count()
+        + r.services.iter().filter(|s| !s.passed).count();
+    let extras = if r.same_node.is_empty() && r.services.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", {} of {} same-node and Service checks passed",
+            r.same_node.len() + r.services.len() - extra_failed,
+            r.same_node.len() + r.services.len()
+        )
+    };
     let _ = writeln!(
         out,
-        "{}: {} of {} pairs passed (efficiency ≥ {:.0}%, UDP loss ≤ {:.2}%) in {:.0} s",
+        "{}: {} of {} pairs passed (efficiency ≥ {:.0}%, UDP loss ≤ {:.2}%){extras} in {:.0} s",
         if r.passed { "PASS" } else { "FAIL" },
         r.pairs.len() - failed.len(),
         r.pairs.len(),
@@ -219,4 +341,24 @@ pub fn render(r: &Report) -> String {
         r.seconds
     );
     out
+}
+
+/// One Service check on one line.
+pub fn service_line(s: &ServiceResult) -> String {
+    let m = &s.measurement;
+    let via = s.via.as_ref().map_or(String::new(), |v| format!(" on {v}"));
+    format!(
+        "{:<12} → {:<9} {}{via} → pod on {}: TCP {} Gbit/s [{}], RR p50 {} µs [{}], {} conn/s [{}]{}",
+        s.from,
+        s.kind,
+        s.address,
+        s.to,
+        gbit(m.tcp_bps),
+        gbit(s.direct_tcp_bps),
+        num(m.rr_p50_us, 0),
+        num(s.direct_rr_p50_us, 0),
+        num(m.crr_per_sec, 0),
+        num(s.direct_crr_per_sec, 0),
+        if s.passed { "" } else { "  FAIL" }
+    )
 }

@@ -72,6 +72,7 @@ enum Outcome {
     Udp(UdpResult),
     Rr(RrResult),
     Mtu(MtuResult),
+    Crr(RrResult),
 }
 
 /// Runs the selected tests against a probe server. `Err` only when no session could be set up;
@@ -111,6 +112,7 @@ pub async fn run_client(opts: &ClientOptions) -> Result<ProbeReport, ProbeError>
             Ok(Outcome::Tcp(r)) => report.tcp_multi = Some(r),
             Ok(Outcome::Udp(r)) => report.udp = Some(r),
             Ok(Outcome::Rr(r)) => report.rr = Some(r),
+            Ok(Outcome::Crr(r)) => report.crr = Some(r),
             Ok(Outcome::Mtu(r)) => {
                 path_mtu = Some(r.path_mtu);
                 report.mtu = Some(r);
@@ -237,6 +239,7 @@ async fn run_test(
         TestKind::Udp => udp_test(ctl, opts, addr, overall, path_mtu).await,
         TestKind::Rr => rr_test(ctl, opts, addr, overall).await,
         TestKind::Mtu => mtu_test(ctl, opts, addr, overall).await,
+        TestKind::Crr => crr_test(ctl, opts, addr, overall).await,
     }
 }
 
@@ -335,11 +338,16 @@ async fn tcp_test(
         DataThreads::PerStream => streams,
     };
     let worker = threads::spawn("probe-tcp", move || {
-        tcp::send_streams(addr, cookie, streams, threads, length, CONNECT_WAIT, &stop)
+        let before = super::sockopt::process_cpu_seconds();
+        let sent = tcp::send_streams(addr, cookie, streams, threads, length, CONNECT_WAIT, &stop);
+        let cpu = before
+            .zip(super::sockopt::process_cpu_seconds())
+            .map(|(a, b)| (b - a).max(0.0));
+        sent.map(|s| (s, cpu))
     });
     let sent = join(worker, bounded(length + DATA_SLACK, overall), "TCP sending").await?;
-    let reply = finish(ctl, sent.as_ref().map_or(0, |s| s.bytes), 0, overall).await?;
-    let sent = sent.map_err(|e| {
+    let reply = finish(ctl, sent.as_ref().map_or(0, |s| s.0.bytes), 0, overall).await?;
+    let (sent, sender_cpu_seconds) = sent.map_err(|e| {
         let kind = match &e {
             DataError::Connect { source, .. } => io_kind(source),
             _ => ErrorKind::Io,
@@ -351,6 +359,7 @@ async fn tcp_test(
             streams: seen,
             bytes,
             seconds,
+            cpu_seconds,
         } => {
             if seen < streams {
                 return Err(Failure::kept(
@@ -365,6 +374,8 @@ async fn tcp_test(
                 bits_per_second: rate(bytes, seconds),
                 sent_bytes: sent.bytes,
                 retransmits: sent.retransmits,
+                sender_cpu_seconds,
+                receiver_cpu_seconds: cpu_seconds,
             }))
         }
         m => Err(unexpected(m)),
@@ -533,6 +544,55 @@ async fn rr_test(
                 );
             }
             Ok(Outcome::Rr(result))
+        }
+        m => Err(unexpected(m)),
+    }
+}
+
+async fn crr_test(
+    ctl: &mut Control,
+    opts: &ClientOptions,
+    addr: SocketAddr,
+    overall: Instant,
+) -> Result<Outcome, Failure> {
+    let length = opts.crr_duration;
+    let cookie = start(
+        ctl,
+        TestSpec::Crr {
+            duration_ms: length.as_millis() as u64,
+        },
+        overall,
+    )
+    .await?;
+    let guard = StopOnDrop::default();
+    let stop = guard.0.clone();
+    let worker = threads::spawn("probe-crr", move || {
+        super::crr::run_client(addr, cookie, length, RR_TRANSACTION_WAIT, &stop)
+    });
+    let result = join(
+        worker,
+        bounded(length + RR_TRANSACTION_WAIT + DATA_SLACK, overall),
+        "connect/request/response",
+    )
+    .await?;
+    let reply = finish(ctl, 0, 0, overall).await?;
+    let result = result.map_err(|e| {
+        let kind = match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+            _ => ErrorKind::Io,
+        };
+        Failure::kept(kind, format!("connect/request/response: {e}"))
+    })?;
+    match reply {
+        ServerMsg::CrrDone { transactions } => {
+            if transactions + 1 < u64::from(result.count) {
+                tracing::debug!(
+                    "probe crr: server answered {transactions}, client counted {}",
+                    result.count
+                );
+            }
+            Ok(Outcome::Crr(result))
         }
         m => Err(unexpected(m)),
     }

@@ -49,6 +49,10 @@ pub enum TestSpec {
         count: u32,
     },
     Mtu,
+    /// Connection rate: new connections for this long.
+    Crr {
+        duration_ms: u64,
+    },
 }
 
 /// Server → client.
@@ -68,6 +72,9 @@ pub enum ServerMsg {
         streams: u32,
         bytes: u64,
         seconds: f64,
+        /// CPU seconds the server process used during the test.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_seconds: Option<f64>,
     },
     UdpDone {
         received: u64,
@@ -85,6 +92,10 @@ pub enum ServerMsg {
     MtuDone {
         probes: u64,
         largest: u64,
+    },
+    /// Connect/request/response/close transactions the server answered.
+    CrrDone {
+        transactions: u64,
     },
     /// The server could not run the test; the session stays usable.
     Error {

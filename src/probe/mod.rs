@@ -53,12 +53,21 @@
 //!   first (it is scheduled first when both are asked for), else the local route MTU, else 1472.
 //! - RR: one TCP connection with TCP_NODELAY, 1-byte request → 1-byte response, measured at the
 //!   client; 10 uncounted warm-up transactions first.
+//! - CRR: connection rate as netperf's TCP_CRR: a new TCP connection per transaction (connect,
+//!   preamble + 1-byte request, 1-byte response, close) for `crr_duration`, counted and timed at
+//!   the client; the first failed connection fails the test.
+//! - CPU: the process's own CPU time (getrusage, user + system) around each TCP test, on the
+//!   client (sender) and the server (receiver), so netcheck can give CPU seconds per Gbit. It
+//!   is what the kernel charges to the probe process: network work done in softirq context on
+//!   behalf of another process (on one machine, the sender often runs the receive path) or by
+//!   ksoftirqd is not in it.
 //! - MTU: UDP with DF set (IP_PMTUDISC_DO), binary search of the largest packet the server
 //!   acknowledges between 576 and `max_mtu` (capped by the local route MTU); each size tried
 //!   3× with a 250 ms wait before it counts as lost.
 
 mod client;
 mod control;
+mod crr;
 mod mtu;
 mod rr;
 mod server;
@@ -80,7 +89,7 @@ pub use server::{Server, serve};
 /// The port the probe server listens on (TCP and UDP) unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5299;
 /// Bumped whenever the control or wire format changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One kind of measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -96,15 +105,18 @@ pub enum TestKind {
     Rr,
     /// Largest packet that crosses the path with DF set.
     Mtu,
+    /// Connection rate: connect, request, response, close (netperf TCP_CRR).
+    Crr,
 }
 
 impl TestKind {
-    pub const ALL: [TestKind; 5] = [
+    pub const ALL: [TestKind; 6] = [
         TestKind::Tcp,
         TestKind::TcpMulti,
         TestKind::Udp,
         TestKind::Rr,
         TestKind::Mtu,
+        TestKind::Crr,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +126,7 @@ impl TestKind {
             TestKind::Udp => "udp",
             TestKind::Rr => "rr",
             TestKind::Mtu => "mtu",
+            TestKind::Crr => "crr",
         }
     }
 }
@@ -157,6 +170,8 @@ pub struct ClientOptions {
     /// UDP payload bytes per datagram; None = from the path MTU (see the module docs).
     pub udp_size: Option<usize>,
     pub rr_count: u32,
+    /// How long the `crr` test opens connections.
+    pub crr_duration: Duration,
     /// Upper end of the MTU search (IP packet size).
     pub max_mtu: u32,
     /// Hard bound on the whole run; tests not finished by then are reported as timed out.
@@ -164,7 +179,8 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// The CLI's defaults: all tests, 4 streams, 5 s, unlimited UDP, 2000 RR, MTU up to 9000.
+    /// The CLI's defaults: all tests, 4 streams, 5 s, unlimited UDP, 2000 RR, 2 s of CRR, MTU
+    /// up to 9000.
     pub fn new(server: IpAddr) -> Self {
         let mut opts = ClientOptions {
             server,
@@ -177,6 +193,7 @@ impl ClientOptions {
             udp_bitrate: 0,
             udp_size: None,
             rr_count: 2000,
+            crr_duration: Duration::from_secs(2),
             max_mtu: 9000,
             timeout: Duration::ZERO,
         };
@@ -193,6 +210,7 @@ impl ClientOptions {
             // 2000 transactions at 5 ms each would be 10 s: a very slow path.
             TestKind::Rr => Duration::from_secs(10) + Duration::from_millis(5) * self.rr_count,
             TestKind::Mtu => Duration::from_secs(30),
+            TestKind::Crr => self.crr_duration + Duration::from_secs(15),
         };
         Duration::from_secs(10) + self.tests.iter().map(per_test).sum::<Duration>()
     }
@@ -231,6 +249,9 @@ pub struct ProbeReport {
     pub udp: Option<UdpResult>,
     pub rr: Option<RrResult>,
     pub mtu: Option<MtuResult>,
+    /// Connection rate (`transactions_per_second`) and per-connection latency.
+    #[serde(default)]
+    pub crr: Option<RrResult>,
     /// One entry per test that failed or was not run.
     pub errors: Vec<TestError>,
 }
@@ -249,6 +270,12 @@ pub struct TcpResult {
     pub sent_bytes: u64,
     /// Sender's TCP_INFO total_retrans, summed over streams.
     pub retransmits: Option<u64>,
+    /// CPU seconds (user + system) the client process used while sending.
+    #[serde(default)]
+    pub sender_cpu_seconds: Option<f64>,
+    /// CPU seconds the server process used while receiving (its figure, sent back).
+    #[serde(default)]
+    pub receiver_cpu_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

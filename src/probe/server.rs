@@ -2,7 +2,7 @@
 //! streams routed to the running test by cookie, receiver-side figures sent back at the end.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ struct Shared {
     session: AtomicBool,
     route: Mutex<Option<Route>>,
     udp: Arc<UdpSocket>,
+    /// Transactions served in the running `crr` test.
+    crr: AtomicU64,
 }
 
 /// Where data connections of the running test go.
@@ -94,6 +96,7 @@ impl Server {
                             session: AtomicBool::new(false),
                             route: Mutex::new(None),
                             udp: Arc::new(udp_sock),
+                            crr: AtomicU64::new(0),
                         }),
                         opts: opts.clone(),
                         addr,
@@ -206,6 +209,23 @@ async fn handle_connection(
             }
             let _ = ended.send(());
         }
+        StreamKind::Crr => {
+            let ours = {
+                let guard = match shared.route.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                guard
+                    .as_ref()
+                    .is_some_and(|r| r.cookie == pre.cookie && r.kind == StreamKind::Crr)
+            };
+            if !ours {
+                return tracing::debug!("probe: {peer}: crr connection for no running test");
+            }
+            if super::crr::serve(stream, PREAMBLE_WAIT).await {
+                shared.crr.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         StreamKind::TcpData | StreamKind::Rr => {
             let std_stream = match stream.into_std().and_then(|s| {
                 s.set_nonblocking(false)?;
@@ -302,6 +322,14 @@ fn refuse(test: &TestSpec) -> Option<String> {
                 MAX_TEST.as_secs()
             ))
         }
+        TestSpec::Udp { duration_ms, .. } | TestSpec::Crr { duration_ms }
+            if Duration::from_millis(duration_ms) > MAX_TEST =>
+        {
+            Some(format!(
+                "refused: at most {} s per test",
+                MAX_TEST.as_secs()
+            ))
+        }
         TestSpec::Udp { duration_ms, .. } if Duration::from_millis(duration_ms) > MAX_TEST => Some(
             format!("refused: at most {} s per test", MAX_TEST.as_secs()),
         ),
@@ -390,6 +418,9 @@ async fn run_test(ctl: &mut Control, shared: &Shared, test: TestSpec) -> Result<
             let length = Duration::from_millis(10) * count;
             rr_test(ctl, shared, cookie, length, stop).await?
         }
+        TestSpec::Crr { duration_ms } => {
+            crr_test(ctl, shared, cookie, Duration::from_millis(duration_ms)).await?
+        }
     };
     ctl.send(&reply).await?;
     Ok(())
@@ -406,6 +437,7 @@ async fn tcp_test(
 ) -> Result<ServerMsg, SessionError> {
     let hard = std::time::Instant::now() + length + TEST_SLACK;
     let clock = tcp::RecvClock::new(omit);
+    let cpu_before = super::sockopt::process_cpu_seconds();
     let mut feeders = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..threads.max(1) {
@@ -440,10 +472,38 @@ async fn tcp_test(
     let results: Vec<tcp::RecvSummary> =
         collect(workers, stop).await.into_iter().flatten().collect();
     let (bytes, seconds) = tcp::summarize(&clock, &results);
+    let cpu_seconds = cpu_before
+        .zip(super::sockopt::process_cpu_seconds())
+        .map(|(a, b)| (b - a).max(0.0));
     Ok(ServerMsg::TcpDone {
         streams: results.len() as u32,
         bytes,
         seconds,
+        cpu_seconds,
+    })
+}
+
+async fn crr_test(
+    ctl: &mut Control,
+    shared: &Shared,
+    cookie: u64,
+    length: Duration,
+) -> Result<ServerMsg, SessionError> {
+    shared.crr.store(0, Ordering::SeqCst);
+    // Connections of this test are answered by `handle_connection` itself; the route only
+    // says which cookie they must carry.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    shared.set_route(Some(Route {
+        cookie,
+        kind: StreamKind::Crr,
+        tx,
+    }));
+    ctl.send(&ServerMsg::Ready { cookie }).await?;
+    let done = expect_done(ctl, Instant::now() + length + TEST_SLACK).await;
+    shared.set_route(None);
+    done?;
+    Ok(ServerMsg::CrrDone {
+        transactions: shared.crr.load(Ordering::SeqCst),
     })
 }
 

@@ -31,6 +31,7 @@ fn quick(addr: SocketAddr, tests: &[TestKind]) -> ClientOptions {
     o.tests = tests.to_vec();
     o.duration = Duration::from_millis(500);
     o.rr_count = 300;
+    o.crr_duration = Duration::from_millis(300);
     o.udp_bitrate = 50_000_000;
     o.timeout = o.suggested_timeout();
     o
@@ -66,6 +67,14 @@ async fn every_test_gives_sane_numbers_on_loopback() {
     assert_eq!(rr.count, 300);
     assert!(rr.p50_us > 0.0 && rr.p50_us <= rr.p99_us, "{rr:?}");
     assert!(rr.transactions_per_second > 100.0, "{rr:?}");
+
+    // A new connection per transaction: slower than RR on one connection, but many per second.
+    let crr = r.crr.unwrap();
+    assert!(crr.count > 10, "{crr:?}");
+    assert!(crr.transactions_per_second > 30.0, "{crr:?}");
+    // Both ends measured their CPU time around the single-stream transfer.
+    assert!(tcp.sender_cpu_seconds.is_some_and(|c| c > 0.0), "{tcp:?}");
+    assert!(tcp.receiver_cpu_seconds.is_some_and(|c| c > 0.0), "{tcp:?}");
 
     // The same server serves the next client.
     let again = run_client(&quick(addr, &[TestKind::Rr])).await.unwrap();

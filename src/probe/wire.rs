@@ -23,6 +23,8 @@ pub enum StreamKind {
     Control = 1,
     TcpData = 2,
     Rr = 3,
+    /// One connect/request/response/close transaction of the `crr` test.
+    Crr = 4,
 }
 
 /// First bytes of every TCP connection to the server.
@@ -56,6 +58,7 @@ impl Preamble {
             1 => StreamKind::Control,
             2 => StreamKind::TcpData,
             3 => StreamKind::Rr,
+            4 => StreamKind::Crr,
             k => return Err(WireError::Kind(k)),
         };
         Ok(Preamble {
