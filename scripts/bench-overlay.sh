@@ -8,7 +8,7 @@
 # per Gbit on sender and receiver). Published figures to compare with are in
 # ../shared/research/real-hosts-apps-day2.md section 4 (best single-stream 0.82; WireGuard
 # 0.25-0.29).
-# Usage: sudo scripts/bench-overlay.sh [DURATION_SECS] [STREAMS]
+# Usage: sudo [DIRECTOR_BOOT_BIN=path] scripts/bench-overlay.sh [DURATION_SECS] [STREAMS]
 # Uses its own lab (a temp state dir, lab slot ${DIRECTOR_BOOT_LAB_SLOT:-0}; `lab down` on exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +17,15 @@ streams="${2:-4}"
 [ "$(id -u)" = 0 ] || { echo "bench-overlay.sh: needs root" >&2; exit 1; }
 command -v jq >/dev/null || { echo "bench-overlay.sh: needs jq" >&2; exit 1; }
 
-cargo build --release -q
-target="${CARGO_TARGET_DIR:-target}"
-[[ "$target" = /* ]] || target="$PWD/$target"
-db="$target/release/director-boot"
+# DIRECTOR_BOOT_BIN: an already built binary (skips the release build).
+if [ -n "${DIRECTOR_BOOT_BIN:-}" ]; then
+  db=$DIRECTOR_BOOT_BIN
+else
+  cargo build --release -q
+  target="${CARGO_TARGET_DIR:-target}"
+  [[ "$target" = /* ]] || target="$PWD/$target"
+  db="$target/release/director-boot"
+fi
 state=$(mktemp -d)
 export DIRECTOR_BOOT_STATE_DIR="$state"
 cleanup() {
@@ -46,13 +51,12 @@ for backend in direct vxlan wireguard; do
   printf '%s\n' "$base" | sed "s/^    mtu: 1450\$/$overlay/" >"$inv"
   "$db" overlay up "$inv" >/dev/null
   out=$("$db" --json netcheck "$inv" --mode netns --duration "$duration" --streams "$streams" \
-    --min-efficiency 0 --max-udp-loss 1 || true)
+    --min-efficiency 0 --max-udp-loss 1 --skip same-node,services,bidir,crr || true)
   pairs=$(jq '.pairs | length' <<<"$out")
   single=$(jq -r '.pairs[] | .efficiency // empty' <<<"$out" | median)
-  multi=$(jq -r '.pairs[] | select(.overlay.tcp_multi_bps and .underlay.tcp_multi_bps)
-    | .overlay.tcp_multi_bps / .underlay.tcp_multi_bps' <<<"$out" | median)
-  cpu_tx=$(jq -r '.pairs[] | .overlay.cpu_per_gbit_sender // .overlay.sender_cpu_s_per_gbit // empty' <<<"$out" | median)
-  cpu_rx=$(jq -r '.pairs[] | .overlay.cpu_per_gbit_receiver // .overlay.receiver_cpu_s_per_gbit // empty' <<<"$out" | median)
+  multi=$(jq -r '.pairs[] | .multi_efficiency // empty' <<<"$out" | median)
+  cpu_tx=$(jq -r '.pairs[] | .overlay.tcp_sender_cpu_s_per_gbit // empty' <<<"$out" | median)
+  cpu_rx=$(jq -r '.pairs[] | .overlay.tcp_receiver_cpu_s_per_gbit // empty' <<<"$out" | median)
   gbit=$(jq -r '.pairs[] | .overlay.tcp_bps // empty | . / 1e9' <<<"$out" | median)
   printf '%-10s %6s %8s %8s %12s %12s %10s\n' "$backend" "$pairs" "$single" "$multi" "$cpu_tx" "$cpu_rx" "$gbit"
 done

@@ -161,6 +161,11 @@ encrypted_device() {
 	fi
 	IMPL="$(wg_device)"
 	ip link set "$WG" mtu "$MTU"
+	# The host's own overlay address on the device too (flannel's WireGuard backend does the
+	# same): what MASQUERADE picks for traffic it sends into the tunnel (kube-proxy's NodePort
+	# and external traffic to a pod on another host), which the peer only accepts from this
+	# host's pod subnet. The route's `src` alone covers only the host's own connections.
+	ip addr replace "$GATEWAY_IP/32" dev "$WG"
 	ip link set "$WG" up
 	# What director-wg changed, one line each (nothing when the device was already right).
 	# Drift only when the peer list is the one applied last: a repair run that meets a new
