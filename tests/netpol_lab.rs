@@ -211,7 +211,9 @@ fn network_policy_enforced_and_its_cost() {
         lab: Lab::up(3),
         mirror,
     };
-    assert!(lab_bridge_up(), "lab bridge dblab0 is down after lab up");
+    if let Some(why) = lab_bridge_problem() {
+        panic!("the lab bridge is not usable after lab up: {why}");
+    }
     let dir = c.lab.state.path().join("netpol");
     std::fs::create_dir_all(&dir).expect("manifest dir");
     let (out, report) = c.init(&[]);

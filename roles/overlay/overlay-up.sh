@@ -35,6 +35,9 @@ LOCAL={{ node.address }}
 MAC={{ node.vtep_mac }}
 VTEP={{ node.vtep_address }}
 MTU={{ node.overlay_mtu }}
+# The most a VXLAN device on this underlay can carry; with every peer direct the pods' MTU may
+# be the underlay's, and the (fallback) VXLAN device keeps to its own limit.
+VXLAN_MAX={{ node.underlay_mtu - 50 }}
 POD_CIDR={{ cluster.pod_cidr }}
 ENCRYPT={% if cluster.overlay_encrypt %}1{% else %}0{% endif %}
 WG={{ cluster.wireguard_device }}
@@ -194,7 +197,9 @@ vxlan_device() {
 			dstport "$PORT" nolearning
 		ip link set "$DEV" alias "$STAMP"
 	fi
-	ip link set "$DEV" mtu "$MTU"
+	vx_mtu=$MTU
+	[ "$vx_mtu" -le "$VXLAN_MAX" ] || vx_mtu=$VXLAN_MAX
+	ip link set "$DEV" mtu "$vx_mtu"
 	ip addr replace "$VTEP/32" dev "$DEV"
 	ip link set "$DEV" up
 	ip route del "$POD_CIDR" proto "$GUARD_PROTO" 2>/dev/null || true

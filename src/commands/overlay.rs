@@ -394,11 +394,18 @@ pub fn compare(nc: &NodeContext, raw: &str) -> HostStatus {
         Some(l) => {
             let up = l.contains(",UP") || l.contains("<UP");
             let mtu = word_after(l, "mtu").and_then(|m| m.parse::<u32>().ok());
-            if mtu != Some(nc.overlay_mtu) {
+            // A VXLAN device keeps to what its underlay can carry (pods of an all-direct host
+            // may use the underlay's whole MTU).
+            let want = if nc.overlay_encrypt {
+                nc.overlay_mtu
+            } else {
+                nc.overlay_mtu
+                    .min(nc.underlay_mtu.saturating_sub(context::VXLAN_OVERHEAD))
+            };
+            if mtu != Some(want) {
                 problems.push(format!(
-                    "MTU {} (want {})",
+                    "MTU {} (want {want})",
                     mtu.map_or("?".into(), |m| m.to_string()),
-                    nc.overlay_mtu
                 ));
             }
             if !up {

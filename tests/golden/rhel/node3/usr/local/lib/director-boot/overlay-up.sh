@@ -35,6 +35,9 @@ LOCAL=192.168.56.13
 MAC=f2:ed:62:6e:2d:d1
 VTEP=10.244.2.0
 MTU=1450
+# The most a VXLAN device on this underlay can carry; with every peer direct the pods' MTU may
+# be the underlay's, and the (fallback) VXLAN device keeps to its own limit.
+VXLAN_MAX=1450
 POD_CIDR=10.244.0.0/16
 ENCRYPT=0
 WG=dbwg0
@@ -193,7 +196,9 @@ vxlan_device() {
 			dstport "$PORT" nolearning
 		ip link set "$DEV" alias "$STAMP"
 	fi
-	ip link set "$DEV" mtu "$MTU"
+	vx_mtu=$MTU
+	[ "$vx_mtu" -le "$VXLAN_MAX" ] || vx_mtu=$VXLAN_MAX
+	ip link set "$DEV" mtu "$vx_mtu"
 	ip addr replace "$VTEP/32" dev "$DEV"
 	ip link set "$DEV" up
 	ip route del "$POD_CIDR" proto "$GUARD_PROTO" 2>/dev/null || true
