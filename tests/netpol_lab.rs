@@ -19,16 +19,9 @@ use common::*;
 const BUSYBOX: &str = "docker.io/library/busybox:1.35";
 const PORT: u16 = 7000;
 
-fn lab_bridge_up() -> bool {
-    Command::new("ip")
-        .args(["link", "show", "dblab0", "up"])
-        .output()
-        .map(|o| o.status.success() && !o.stdout.is_empty())
-        .unwrap_or(false)
-}
-
 fn apply(c: &Cluster, dir: &Path, name: &str, doc: serde_json::Value) {
-    assert!(lab_bridge_up(), "lab bridge dblab0 is down");
+    // This test's own lab slot's bridge (it runs in lane 1, beside a slot-0 lab).
+    require_lab_bridge();
     let f = dir.join(format!("{name}.json"));
     std::fs::write(&f, doc.to_string()).expect("write manifest");
     let out = c.kubectl(&["apply", "-f", &f.to_string_lossy()]);
@@ -50,7 +43,8 @@ fn policy(ns: &str, name: &str, spec: serde_json::Value) -> serde_json::Value {
 /// One TCP connection from pod `from` (namespace/name) to ip:PORT through busybox nc (the
 /// server echoes): true when the text came back.
 fn connects(c: &Cluster, from: (&str, &str), ip: &str) -> bool {
-    assert!(lab_bridge_up(), "lab bridge dblab0 is down");
+    // This test's own lab slot's bridge (it runs in lane 1, beside a slot-0 lab).
+    require_lab_bridge();
     let out = c.kubectl(&[
         "exec",
         "-n",
@@ -128,7 +122,8 @@ struct Cost {
 /// netcheck in pods mode over every pair: mean single-stream efficiency and Gbit/s, and the
 /// host CPU seconds spent while it ran (netcheck itself reports no CPU).
 fn measure(c: &Cluster, label: &'static str) -> Cost {
-    assert!(lab_bridge_up(), "lab bridge dblab0 is down");
+    // This test's own lab slot's bridge (it runs in lane 1, beside a slot-0 lab).
+    require_lab_bridge();
     let inv = c.lab.inventory.to_string_lossy().into_owned();
     let hz = 100.0; // USER_HZ on Linux
     let (b0, _) = cpu_jiffies();
