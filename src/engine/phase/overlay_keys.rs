@@ -110,16 +110,18 @@ fn short(s: &str) -> String {
 
 /// Give every context the public keys: the cluster's node list and every host's peers.
 pub fn set_keys(s: &mut RunState, keys: &BTreeMap<String, String>) {
-    let key_of = |name: &str| keys.get(name).cloned().unwrap_or_default();
+    for_each_peer(s, |p| {
+        p.wg_public_key = keys.get(&p.name).cloned().unwrap_or_default()
+    });
+}
+
+/// Every place a host's peer entry lives: the cluster's node list and each host's peers.
+pub fn for_each_peer(s: &mut RunState, mut f: impl FnMut(&mut crate::engine::context::Peer)) {
     if let Some(c) = s.cluster.as_mut() {
-        for p in &mut c.nodes {
-            p.wg_public_key = key_of(&p.name);
-        }
+        c.nodes.iter_mut().for_each(&mut f);
     }
     for ctx in s.node_ctx.values_mut() {
-        for p in &mut ctx.peers {
-            p.wg_public_key = key_of(&p.name);
-        }
+        ctx.peers.iter_mut().for_each(&mut f);
     }
 }
 

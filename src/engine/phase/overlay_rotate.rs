@@ -12,7 +12,7 @@
 //! time of one role apply): TCP retransmits it, no connection is lost. A rotation interrupted
 //! after 1 resumes with the same next key (director-wg keeps an existing key file).
 
-use super::overlay_keys::{WG_TOOL, parse_key};
+use super::overlay_keys::{WG_TOOL, for_each_peer, parse_key};
 use super::{Phase, PhaseFuture, Run, RunState};
 use crate::engine::apply::apply_role;
 use crate::engine::context::WIREGUARD_KEY;
@@ -66,26 +66,17 @@ impl Phase for RotateKeys {
 
 async fn rotate_one(run: &mut Run, target: &str) -> anyhow::Result<()> {
     let next_path = format!("{WIREGUARD_KEY}.next");
-    let node = run
-        .s
-        .nodes
-        .iter()
-        .find(|n| n.name() == target)
-        .ok_or_else(|| anyhow::anyhow!("{target} is not connected"))?;
-    let out = node.sudo_ok(&format!("{WG_TOOL} key {next_path}")).await?;
+    let out = connected(&run.s, target)?
+        .sudo_ok(&format!("{WG_TOOL} key {next_path}"))
+        .await?;
     let next = parse_key(&out.stdout)?;
     set_peer_keys(&mut run.s, target, None, Some(&next));
     apply_to_peers(run, target, "rotate-announce").await?;
-    let node = run
-        .s
-        .nodes
-        .iter()
-        .find(|n| n.name() == target)
-        .ok_or_else(|| anyhow::anyhow!("{target} is not connected"))?;
-    node.sudo_ok(&format!(
-        "mv -f {next_path} {WIREGUARD_KEY} && sh /usr/local/lib/director-boot/overlay-up.sh up"
-    ))
-    .await?;
+    connected(&run.s, target)?
+        .sudo_ok(&format!(
+            "mv -f {next_path} {WIREGUARD_KEY} && sh /usr/local/lib/director-boot/overlay-up.sh up"
+        ))
+        .await?;
     set_peer_keys(&mut run.s, target, Some(&next), Some(""));
     apply_to_peers(run, target, "rotate-commit").await?;
     run.runner.say(&format!(
@@ -97,7 +88,7 @@ async fn rotate_one(run: &mut Run, target: &str) -> anyhow::Result<()> {
 
 /// Set `target`'s key and/or announced key wherever the contexts name it.
 fn set_peer_keys(s: &mut RunState, target: &str, key: Option<&str>, announced: Option<&str>) {
-    let update = |p: &mut crate::engine::context::Peer| {
+    for_each_peer(s, |p| {
         if p.name == target {
             if let Some(k) = key {
                 p.wg_public_key = k.to_string();
@@ -106,13 +97,14 @@ fn set_peer_keys(s: &mut RunState, target: &str, key: Option<&str>, announced: O
                 p.wg_announced_key = a.to_string();
             }
         }
-    };
-    if let Some(c) = s.cluster.as_mut() {
-        c.nodes.iter_mut().for_each(update);
-    }
-    for ctx in s.node_ctx.values_mut() {
-        ctx.peers.iter_mut().for_each(update);
-    }
+    });
+}
+
+fn connected<'a>(s: &'a RunState, name: &str) -> anyhow::Result<&'a crate::node::Node> {
+    s.nodes
+        .iter()
+        .find(|n| n.name() == name)
+        .ok_or_else(|| anyhow::anyhow!("{name} is not connected"))
 }
 
 /// Apply the WireGuard role on every host but `target` (its peer list changes).
