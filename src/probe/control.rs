@@ -216,7 +216,7 @@ mod tests {
             .recv_within::<ClientMsg>(Duration::from_millis(200))
             .await;
         assert!(matches!(r, Err(ControlError::Timeout(_))), "{r:?}");
-        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(t0.elapsed() < Duration::from_secs(20));
 
         peer.write_all(b"{\"type\":\"nonsense\"}\n").await.unwrap();
         let r = ctl.recv_within::<ClientMsg>(Duration::from_secs(2)).await;

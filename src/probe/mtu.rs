@@ -236,7 +236,7 @@ mod tests {
         let t0 = Instant::now();
         let e = discover(&client, false, 1, 576, 1500, &Stop::default()).unwrap_err();
         assert!(matches!(e, MtuError::NoResponse(576)), "{e}");
-        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
     }
 
     #[test]

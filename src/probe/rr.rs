@@ -157,6 +157,6 @@ mod tests {
             ),
             "{e}"
         );
-        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(t0.elapsed() < Duration::from_secs(20));
     }
 }

@@ -485,7 +485,8 @@ mod tests {
         stopper.join().unwrap();
         assert_eq!(r.len(), 1);
         assert!(!r[0].eof);
-        assert!(t0.elapsed() < Duration::from_secs(1));
+        // Stopped, not run to the 60 s deadline (generous: the test host may be loaded).
+        assert!(t0.elapsed() < Duration::from_secs(30));
         drop(f);
     }
 }

@@ -106,7 +106,12 @@ async fn refused_when_nothing_listens() {
         .unwrap_err();
     assert!(matches!(e, ProbeError::ConnectRefused { .. }), "{e}");
     assert_eq!(e.kind(), ErrorKind::ConnectRefused);
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    // Reported at once, not after the client's timeout.
+    assert!(
+        t0.elapsed() < quick(addr, &[]).timeout,
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -130,7 +135,8 @@ async fn handshake_that_never_completes_is_connect_timeout() {
     let t0 = Instant::now();
     let e = run_client(&opts).await.unwrap_err();
     assert!(matches!(e, ProbeError::ConnectTimeout { .. }), "{e}");
-    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // Bounded, not hung (generous: the test host may be loaded).
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
 }
 
 #[tokio::test]
@@ -143,7 +149,7 @@ async fn listener_that_never_answers_is_no_response() {
     let t0 = Instant::now();
     let e = run_client(&opts).await.unwrap_err();
     assert!(matches!(e, ProbeError::NoResponse { .. }), "{e}");
-    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
 }
 
 #[tokio::test]
@@ -189,11 +195,12 @@ async fn second_client_is_told_the_server_is_busy() {
 async fn overall_timeout_stops_a_long_test_and_skips_the_rest() {
     let (addr, _server) = start_server(None, false).await;
     let mut opts = quick(addr, &[TestKind::Tcp, TestKind::Rr]);
-    opts.duration = Duration::from_secs(30);
+    opts.duration = Duration::from_secs(60);
     opts.timeout = Duration::from_secs(1);
     let t0 = Instant::now();
     let r = run_client(&opts).await.unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // Stopped by the timeout, not run for its duration (generous: the host may be loaded).
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
     assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
     assert_eq!(
         (r.errors[0].test, r.errors[0].kind),

@@ -295,6 +295,7 @@ mod tests {
             Instant::now() + Duration::from_millis(200),
         )
         .unwrap();
-        assert!(t0.elapsed() < Duration::from_secs(1));
+        // Bounded, not hung (a generous bound: the test host may be loaded).
+        assert!(t0.elapsed() < Duration::from_secs(20));
     }
 }

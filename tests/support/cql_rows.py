@@ -8,15 +8,24 @@
 HOST:PORT is one member's CQL NodePort. The driver talks to that address only (the others'
 addresses are pod IPs, not reachable from outside), and that member coordinates.
 Prints one JSON line: {"rows": N, "seconds": S}.
+
+Exit status 75 (EX_TEMPFAIL) when requests only timed out or found replicas unavailable (a
+member stalled on a loaded host; the caller may run the same idempotent command again); 1 when a
+row read back is missing or wrong, which a retry must never paper over.
 """
 import json
 import sys
 import time
 
-from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import WhiteListRoundRobinPolicy
+
+
+def transient(exc):
+    """A timeout or an unavailable replica: the cluster was slow, not wrong."""
+    return isinstance(exc, (OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout))
 
 
 def main():
@@ -45,24 +54,35 @@ def main():
         session.execute("CREATE TABLE IF NOT EXISTS lab.rows (id int PRIMARY KEY, v text)")
         insert = session.prepare("INSERT INTO lab.rows (id, v) VALUES (?, ?)")
         results = execute_concurrent_with_args(
-            session, insert, [(i, "row-%d" % i) for i in range(rows)], concurrency=64
+            session, insert, [(i, "row-%d" % i) for i in range(rows)], concurrency=64,
+            raise_on_first_error=False,
         )
         failed = [r for r in results if not r.success]
         if failed:
-            sys.exit("write: %d of %d failed: %s" % (len(failed), rows, failed[0].result_or_exc))
+            print("write: %d of %d failed: %s" % (len(failed), rows, failed[0].result_or_exc),
+                  file=sys.stderr)
+            sys.exit(75 if all(transient(r.result_or_exc) for r in failed) else 1)
     elif action == "read":
         select = session.prepare("SELECT v FROM lab.rows WHERE id = ?")
         results = execute_concurrent_with_args(
-            session, select, [(i,) for i in range(rows)], concurrency=64
+            session, select, [(i,) for i in range(rows)], concurrency=64,
+            raise_on_first_error=False,
         )
-        bad = []
+        wrong, errors = [], []
         for i, (ok, res) in enumerate(results):
-            got = list(res) if ok else None
-            if not ok or len(got) != 1 or got[0].v != "row-%d" % i:
-                bad.append((i, res if not ok else got))
-        if bad:
+            if not ok:
+                errors.append((i, res))
+                continue
+            got = list(res)
+            if len(got) != 1 or got[0].v != "row-%d" % i:
+                wrong.append((i, got))
+        if wrong:
             sys.exit("read at %s: %d of %d rows missing or wrong, e.g. %s"
-                     % (sys.argv[5], len(bad), rows, bad[:3]))
+                     % (sys.argv[5], len(wrong), rows, wrong[:3]))
+        if errors:
+            print("read at %s: %d of %d requests failed, e.g. %s"
+                  % (sys.argv[5], len(errors), rows, errors[:3]), file=sys.stderr)
+            sys.exit(75 if all(transient(e) for _, e in errors) else 1)
     else:
         sys.exit("unknown action " + action)
     print(json.dumps({"rows": rows, "seconds": round(time.time() - t0, 1)}))
@@ -70,4 +90,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (NoHostAvailable, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout) as e:
+        # Schema statements, connecting, or the control connection: slow, not wrong.
+        print("transient: %r" % e, file=sys.stderr)
+        sys.exit(75)
