@@ -207,27 +207,6 @@ fn host_id(c: &Cluster, pod: &str) -> String {
         .unwrap_or_else(|| panic!("no host ID in nodetool info: {info}"))
 }
 
-/// RSS of the member's JVM (PID 1) and its container's memory use, in MiB.
-fn memory(c: &Cluster, pod: &str) -> String {
-    let rss = exec(c, pod, &["ps", "-o", "rss=", "-p", "1"]);
-    let usage = exec(
-        c,
-        pod,
-        &[
-            "bash",
-            "-c",
-            "cat /sys/fs/cgroup/memory.current 2>/dev/null || cat /sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ],
-    );
-    let rss: u64 = rss.trim().parse().unwrap_or(0);
-    let usage: u64 = usage.trim().parse().unwrap_or(0);
-    format!(
-        "{pod}: JVM RSS {} MiB, container {} MiB",
-        rss / 1024,
-        usage / 1048576
-    )
-}
-
 /// Without a default StorageClass, one local PersistentVolume (no class) per node and two
 /// spares, so the members' claims bind; with one, nothing.
 fn volumes(c: &Cluster) {
@@ -337,7 +316,7 @@ fn cassandra_ring_keeps_rows_through_a_pod_restart_and_scaling() {
     let ring = wait_ring(&c, "cassandra-seed-0", 3, 120);
     eprintln!("nodetool status:\n{ring}");
     for pod in ["cassandra-seed-0", "cassandra-seed-1", "cassandra-worker-0"] {
-        eprintln!("memory {}", memory(&c, pod));
+        eprintln!("memory {}", c.pod_memory(Some(NS), pod));
     }
 
     // 10,000 rows through CQL from outside, replication factor 3; all back at ALL.

@@ -85,37 +85,6 @@ fn via_node_port(c: &Cluster, svc: &str, port: u16, path: &str) -> String {
     stdout(&out)
 }
 
-/// The memory each member uses: the JVM's resident set (ps) and the container's cgroup usage.
-fn member_memory(c: &Cluster) -> Vec<(String, String)> {
-    let pods = stdout(&c.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "director-boot.io/instance=hadoop",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}",
-    ]));
-    pods.lines()
-        .filter(|p| !p.is_empty())
-        .map(|pod| {
-            let out = c.kubectl(&[
-                "exec",
-                pod,
-                "-c",
-                "app",
-                "--",
-                "bash",
-                "-c",
-                "rss=$(ps -C java -o rss= | awk '{s+=$1} END {print int(s/1024)}'); \
-                 cg=$(cat /sys/fs/cgroup/memory/memory.usage_in_bytes 2>/dev/null || \
-                      cat /sys/fs/cgroup/memory.current 2>/dev/null || echo 0); \
-                 echo \"java RSS ${rss} MiB, cgroup $((cg / 1048576)) MiB\"",
-            ]);
-            (pod.to_string(), stdout(&out).trim().to_string())
-        })
-        .collect()
-}
-
 fn live_datanodes(jmx: &str) -> usize {
     let v: serde_json::Value = serde_json::from_str(jmx).unwrap_or_default();
     v["beans"][0]["LiveNodes"]
@@ -373,7 +342,7 @@ fn hadoop_deploys_stores_computes_and_decommissions() {
         .unwrap_or(0.0);
     assert!((value - std::f64::consts::PI).abs() < 0.05, "{line}");
 
-    for (pod, mem) in member_memory(&c) {
+    for (pod, mem) in c.member_memory(None, "hadoop") {
         eprintln!("memory {pod}: {mem}");
     }
 
@@ -413,7 +382,7 @@ fn hadoop_deploys_stores_computes_and_decommissions() {
         sort_t.as_secs_f64(),
         val_t.as_secs_f64()
     );
-    for (pod, mem) in member_memory(&c) {
+    for (pod, mem) in c.member_memory(None, "hadoop") {
         eprintln!("memory after TeraSort {pod}: {mem}");
     }
     must(

@@ -247,23 +247,30 @@ fn spark_submit_cluster_mode_and_jupyter_run_pi_on_kubernetes() {
         took.as_secs_f64()
     );
 
-    // The same mode from the Jupyter member (client-mode driver in the notebook's pod).
+    // The same mode from the notebook: examples/pi-on-kubernetes.ipynb run cell by cell in a
+    // kernel of the live Jupyter server (tests/support/run_notebook.py, piped into the member,
+    // drives the server's REST and kernel websocket API as the browser does), the kernel being
+    // the client-mode driver.
     let t3 = Instant::now();
     let child = {
         require_lab_bridge();
         let admin = c.lab.state.path().join("clusters/lab/admin.conf");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/run_notebook.py");
         Command::new(c.mirror.join("bin/kubectl"))
             .arg("--kubeconfig")
             .arg(&admin)
             .args([
                 "exec",
+                "-i",
                 "spark-jupyter-0",
                 "-c",
                 "app",
                 "--",
-                "bash",
-                "/etc/director-boot/run-pi-k8s.sh",
+                "/opt/venv/bin/python3",
+                "-",
+                "examples/pi-on-kubernetes.ipynb",
             ])
+            .stdin(std::fs::File::open(&script).expect("run_notebook.py"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -271,7 +278,7 @@ fn spark_submit_cluster_mode_and_jupyter_run_pi_on_kubernetes() {
     };
     let (run, seen) = watch(&c, child, 480);
     let out = stdout(&run);
-    assert!(run.status.success(), "jupyter: {out}{}", stderr(&run));
+    assert!(run.status.success(), "notebook: {out}{}", stderr(&run));
     let pi = pi_of(&out);
     assert!(
         seen >= 1,
@@ -279,8 +286,11 @@ fn spark_submit_cluster_mode_and_jupyter_run_pi_on_kubernetes() {
     );
     until_no_executors(&c);
     eprintln!(
-        "spark-k8s-lab: jupyter (client mode on Kubernetes): Pi {pi} in {:.0} s, {seen} executor pods, all gone",
+        "spark-k8s-lab: notebook kernel (client mode on Kubernetes): Pi {pi} in {:.0} s, {seen} executor pods, all gone",
         t3.elapsed().as_secs_f64()
     );
+    for (pod, mem) in c.member_memory(None, "spark") {
+        eprintln!("spark-k8s-lab: memory {pod}: {mem}");
+    }
     eprintln!("spark-k8s-lab: total {:.0} s", t0.elapsed().as_secs_f64());
 }

@@ -1,11 +1,11 @@
-# Sourced by scripts/test.sh: run every test target, the lab tests in two lanes at once.
+# Sourced by scripts/test.sh: run every test target, the lab tests in three lanes at once.
 #
 # Each lane is its own lab slot (DIRECTOR_BOOT_LAB_SLOT: bridge dblabN, 10.213.N.0/24, see
-# README "The lab"), so two labs run side by side; inside a lane tests run one at a time, as
-# before. Lane 1 takes only the tests listed in tests/lanes/slot1 (tests that reach nodes
-# through tests/common's address helpers, never a literal 10.213.0.x); every other target runs
-# in lane 0 (slot 0), so a new test is never left out. DIRECTOR_BOOT_TEST_SLOT1 moves lane 1 to
-# another slot (when slot 1 is busy on a shared machine). tests/lab.rs runs first, alone: on a cold
+# README "The lab"), so labs run side by side; inside a lane tests run one at a time. Lane N
+# (N >= 1) takes only the tests listed in tests/lanes/slotN (tests that reach nodes through
+# tests/common's address helpers, never a literal 10.213.0.x); every other target runs in lane
+# 0 (slot 0), so a new test is never left out. DIRECTOR_BOOT_TEST_SLOTN moves lane N to another
+# slot (when that slot is busy on a shared machine). tests/lab.rs runs first, alone: on a cold
 # machine it builds the lab's base root filesystem that both lanes then share.
 #
 # The test binaries are run directly (cargo would hold the build-dir lock for the whole run and
@@ -48,28 +48,35 @@ run_lane() {
 
 run_test_lanes() {
   declare -gA TARGET_EXE=()
-  local kind name exe lane0=() lane1=() slot1=() ok=0
+  local kind name exe lane file ok=0 pids=()
   cargo test --no-run
   while read -r kind name exe; do
     TARGET_EXE[$name]=$exe
   done < <(test_targets)
-  mapfile -t slot1 < <(grep -v '^#' tests/lanes/slot1 | grep .)
-  for name in "${!TARGET_EXE[@]}"; do
-    [ "$name" = lab ] && continue
-    if printf '%s\n' "${slot1[@]}" | grep -qx "$name"; then lane1+=("$name"); else lane0+=("$name"); fi
+  # LANE_OF[target] = the lane whose tests/lanes/slotN lists it; 0 for the rest.
+  declare -A LANE_OF=()
+  local lanes=(0)
+  for file in tests/lanes/slot*; do
+    lane=${file##*/slot}
+    lanes+=("$lane")
+    while read -r name; do LANE_OF[$name]=$lane; done < <(grep -v '^#' "$file" | grep .)
   done
   LANE_SUMMARY=$(mktemp)
   local began=$SECONDS
   run_lane 0 lab || ok=1
-  # Sorted: the same order every run.
-  mapfile -t lane0 < <(printf '%s\n' "${lane0[@]}" | sort)
-  mapfile -t lane1 < <(printf '%s\n' "${lane1[@]}" | sort)
-  run_lane 0 "${lane0[@]}" &
-  local p0=$!
-  run_lane "${DIRECTOR_BOOT_TEST_SLOT1:-1}" "${lane1[@]}" &
-  local p1=$!
-  wait "$p0" || ok=1
-  wait "$p1" || ok=1
+  for lane in "${lanes[@]}"; do
+    local members=()
+    for name in "${!TARGET_EXE[@]}"; do
+      [ "$name" = lab ] && continue
+      [ "${LANE_OF[$name]:-0}" = "$lane" ] && members+=("$name")
+    done
+    # Sorted: the same order every run.
+    mapfile -t members < <(printf '%s\n' "${members[@]}" | sort)
+    local slot_var=DIRECTOR_BOOT_TEST_SLOT$lane
+    run_lane "${!slot_var:-$lane}" "${members[@]}" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || ok=1; done
   echo "== test targets ($((SECONDS - began)) s in all) =="
   cat "$LANE_SUMMARY"
   rm -f "$LANE_SUMMARY"

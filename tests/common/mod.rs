@@ -296,6 +296,47 @@ impl Cluster {
         (out, report)
     }
 
+    /// The memory pod `pod` (in `namespace`, or kubectl's default) uses: its JVMs' resident
+    /// set (ps), its app container's cgroup usage now and its peak so far (v2, else v1).
+    pub fn pod_memory(&self, namespace: Option<&str>, pod: &str) -> String {
+        let mut args = namespace.map_or(vec![], |ns| vec!["-n", ns]);
+        args.extend_from_slice(&[
+            "exec",
+            pod,
+            "-c",
+            "app",
+            "--",
+            "bash",
+            "-c",
+            "rss=$(ps -C java -o rss= | awk '{s+=$1} END {print int(s/1024)}'); \
+             cg=$(cat /sys/fs/cgroup/memory.current 2>/dev/null || \
+                  cat /sys/fs/cgroup/memory/memory.usage_in_bytes 2>/dev/null || echo 0); \
+             pk=$(cat /sys/fs/cgroup/memory.peak 2>/dev/null || \
+                  cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes 2>/dev/null || echo 0); \
+             echo \"java RSS ${rss} MiB, cgroup $((cg / 1048576)) MiB, peak $((pk / 1048576)) MiB\"",
+        ]);
+        stdout(&self.kubectl(&args)).trim().to_string()
+    }
+
+    /// [`Cluster::pod_memory`] of every pod of app instance `instance`.
+    pub fn member_memory(&self, namespace: Option<&str>, instance: &str) -> Vec<(String, String)> {
+        let selector = format!("director-boot.io/instance={instance}");
+        let mut args = namespace.map_or(vec![], |ns| vec!["-n", ns]);
+        args.extend_from_slice(&[
+            "get",
+            "pods",
+            "-l",
+            &selector,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}",
+        ]);
+        stdout(&self.kubectl(&args))
+            .lines()
+            .filter(|p| !p.is_empty())
+            .map(|pod| (pod.to_string(), self.pod_memory(namespace, pod)))
+            .collect()
+    }
+
     /// Poll kubectl until `ok` holds for its stdout, or fail after `secs`.
     pub fn wait_for(&self, args: &[&str], secs: u64, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
