@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark init side by side: the commit this branch forked from (BASE, default: the merge
-# base with main) and this checkout, built the same way (cargo build, dev profile, one shared
-# target dir so dependencies are built once; each binary is copied aside), each measured on a
-# fresh lab:
+# Benchmark init side by side: BASE (default: the merge base with main; on main itself name
+# one, e.g. BASE=83ba9b9) and this checkout, built the same way (PROFILE, default release as
+# users build it, or dev; one shared target dir so dependencies are built once; each binary is
+# copied aside), each measured on a fresh lab:
 #   3-node init from bare, the no-op re-run, 10-node init from bare,
 #   bytes sent over SSH (iptables byte counter on OUTPUT to dblab0 tcp/22, the same for both;
 #   this branch also reports its own count, bytes_sent).
@@ -18,6 +18,16 @@ BASE="${BASE:-$(git merge-base HEAD main)}"
 WORK="${BENCH_DIR:-/tmp/director-boot-bench}"
 TARGET="${CARGO_TARGET_DIR:-$DIRECTOR_BOOT_CACHE_DIR/cargo-target}"
 BIG="${BIG_NODES:-10}"
+PROFILE="${PROFILE:-release}"
+case $PROFILE in
+release) BUILD=(--release) OUT=release ;;
+dev) BUILD=() OUT=debug ;;
+*) echo "PROFILE is release or dev" >&2; exit 2 ;;
+esac
+if [ "$(git rev-parse "$BASE")" = "$(git rev-parse HEAD)" ]; then
+	echo "BASE is this checkout ($(git rev-parse --short HEAD)): name another commit, BASE=..." >&2
+	exit 2
+fi
 mkdir -p "$WORK"
 say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -29,13 +39,13 @@ if [ ! -d "$OLD_SRC" ]; then
 	git worktree add --detach "$OLD_SRC" "$BASE" >/dev/null
 fi
 git -C "$OLD_SRC" checkout --quiet --detach "$BASE"
-say "building base $(git rev-parse --short "$BASE") and this checkout $(git rev-parse --short HEAD)"
+say "building ($PROFILE) base $(git rev-parse --short "$BASE") and this checkout $(git rev-parse --short HEAD)"
 OLD_BIN="$WORK/director-boot-base"
 NEW_BIN="$WORK/director-boot-branch"
-(cd "$OLD_SRC" && CARGO_TARGET_DIR="$TARGET" cargo build --quiet --bin director-boot)
-cp "$TARGET/debug/director-boot" "$OLD_BIN"
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --quiet --bin director-boot)
-cp "$TARGET/debug/director-boot" "$NEW_BIN"
+(cd "$OLD_SRC" && CARGO_TARGET_DIR="$TARGET" cargo build --quiet "${BUILD[@]}" --bin director-boot)
+cp "$TARGET/$OUT/director-boot" "$OLD_BIN"
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --quiet "${BUILD[@]}" --bin director-boot)
+cp "$TARGET/$OUT/director-boot" "$NEW_BIN"
 
 # --- helpers -------------------------------------------------------------------------------
 RULE=(OUTPUT -o dblab0 -p tcp --dport 22 -m comment --comment director-boot-bench)

@@ -66,12 +66,16 @@ run_test_lanes() {
   run_lane 0 lab || ok=1
   for lane in "${lanes[@]}"; do
     local members=()
-    for name in "${!TARGET_EXE[@]}"; do
-      [ "$name" = lab ] && continue
-      [ "${LANE_OF[$name]:-0}" = "$lane" ] && members+=("$name")
-    done
-    # Sorted: the same order every run.
-    mapfile -t members < <(printf '%s\n' "${members[@]}" | sort)
+    if [ "$lane" = 0 ]; then
+      for name in "${!TARGET_EXE[@]}"; do
+        [ "$name" = lab ] || [ -n "${LANE_OF[$name]:-}" ] || members+=("$name")
+      done
+      # Sorted: the same order every run.
+      mapfile -t members < <(printf '%s\n' "${members[@]}" | sort)
+    else
+      # In the file's order, which keeps the big app labs of different lanes apart in time.
+      mapfile -t members < <(grep -v '^#' "tests/lanes/slot$lane" | grep .)
+    fi
     local slot_var=DIRECTOR_BOOT_TEST_SLOT$lane
     run_lane "${!slot_var:-$lane}" "${members[@]}" &
     pids+=($!)

@@ -210,7 +210,37 @@ pub fn build(binary: &Path, cache_dir: &Path) -> Result<ProbeImage, ImageError> 
         tar.finish().map_err(write)?;
     }
     tmp.persist(&archive).map_err(|e| write(e.error))?;
+    prune(cache_dir, KEEP_ARCHIVES, PRUNE_AFTER);
     Ok(ProbeImage { reference, archive })
+}
+
+/// Archives of other builds kept in the cache: each is hundreds of MB (a debug binary), one
+/// per build of director-boot, so without pruning the cache grows by one every rebuild.
+const KEEP_ARCHIVES: usize = 3;
+/// Never removed younger than this: another netcheck of another build may be loading it.
+const PRUNE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the probe archives in `dir` beyond the `keep` newest, if older than `min_age`.
+/// Best effort: the cache is ours, and a file that cannot be removed is left.
+fn prune(dir: &Path, keep: usize, min_age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut archives: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("probe-") && name.ends_with(".tar")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    archives.sort_by(|a, b| b.0.cmp(&a.0));
+    for (modified, path) in archives.into_iter().skip(keep) {
+        if modified.elapsed().is_ok_and(|age| age >= min_age) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +258,32 @@ mod tests {
                 PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
             ]
         );
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        let hour = std::time::Duration::from_secs(3600);
+        for (i, name) in ["probe-a.tar", "probe-b.tar", "probe-c.tar", "probe-d.tar"]
+            .iter()
+            .enumerate()
+        {
+            let f = std::fs::File::create(dir.path().join(name)).unwrap();
+            // a newest, d oldest
+            f.set_modified(now - hour * (i as u32 + 1)).unwrap();
+        }
+        std::fs::write(dir.path().join("other.tar"), b"").unwrap();
+        prune(dir.path(), 2, std::time::Duration::from_secs(600));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["other.tar", "probe-a.tar", "probe-b.tar"]);
+        // Beyond the newest but young: kept.
+        prune(dir.path(), 0, 3 * hour);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 
     #[test]
