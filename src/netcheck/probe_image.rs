@@ -235,7 +235,7 @@ fn prune(dir: &Path, keep: usize, min_age: std::time::Duration) {
         })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    archives.sort_by(|a, b| b.0.cmp(&a.0));
+    archives.sort_by_key(|a| std::cmp::Reverse(a.0));
     for (modified, path) in archives.into_iter().skip(keep) {
         if modified.elapsed().is_ok_and(|age| age >= min_age) {
             let _ = std::fs::remove_file(path);
