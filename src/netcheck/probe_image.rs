@@ -119,6 +119,22 @@ fn blob<W: Write>(
     Ok((digest, bytes.len()))
 }
 
+/// A copy of `binary` without its debug sections (binutils' objcopy), or `None` when there is
+/// no objcopy or it fails: the probe then ships as it is. A debug build is ~10x larger than its
+/// code, and every node of a netcheck uploads, imports and unpacks the image.
+fn strip_debug(binary: &Path, dir: &Path) -> Option<tempfile::NamedTempFile> {
+    let out = tempfile::NamedTempFile::new_in(dir).ok()?;
+    let ok = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(binary)
+        .arg(out.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(out)
+}
+
 /// Build (or reuse from `cache_dir`) the probe image for `binary`.
 pub fn build(binary: &Path, cache_dir: &Path) -> Result<ProbeImage, ImageError> {
     let sum = sha256_file(binary)?;
@@ -135,10 +151,12 @@ pub fn build(binary: &Path, cache_dir: &Path) -> Result<ProbeImage, ImageError> 
     std::fs::create_dir_all(cache_dir).map_err(write)?;
 
     // The layer, in a temp file (a debug binary is large).
+    let stripped = strip_debug(binary, cache_dir);
+    let entry = stripped.as_ref().map_or(binary, |t| t.path());
     let mut layer_file = tempfile::NamedTempFile::new_in(cache_dir).map_err(write)?;
     {
         let mut tar = tar::Builder::new(layer_file.as_file_mut());
-        layer_entry(&mut tar, ENTRYPOINT, binary, 0o755)?;
+        layer_entry(&mut tar, ENTRYPOINT, entry, 0o755)?;
         for lib in libraries(binary)? {
             layer_entry(&mut tar, &lib.to_string_lossy(), &lib, 0o755)?;
         }
@@ -258,6 +276,19 @@ mod tests {
                 PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
             ]
         );
+    }
+
+    #[test]
+    fn a_debug_build_loses_its_debug_sections() {
+        let me = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let Some(stripped) = strip_debug(&me, dir.path()) else {
+            eprintln!("skipped: no objcopy");
+            return;
+        };
+        let before = std::fs::metadata(&me).unwrap().len();
+        let after = std::fs::metadata(stripped.path()).unwrap().len();
+        assert!(after > 0 && after < before, "{after} of {before} bytes");
     }
 
     #[test]
