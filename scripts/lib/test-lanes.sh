@@ -1,4 +1,5 @@
-# Sourced by scripts/test.sh: run every test target, the lab tests in three lanes at once.
+# Sourced by scripts/test.sh: run every test target, the lab tests in lanes at once (two here:
+# tests/lanes/slot1 and the rest).
 #
 # Each lane is its own lab slot (DIRECTOR_BOOT_LAB_SLOT: bridge dblabN, 10.213.N.0/24, see
 # README "The lab"), so labs run side by side; inside a lane tests run one at a time. Lane N
