@@ -54,13 +54,14 @@ run_test_lanes() {
   while read -r kind name exe; do
     TARGET_EXE[$name]=$exe
   done < <(test_targets)
-  # LANE_OF[target] = the lane whose tests/lanes/slotN lists it; 0 for the rest.
-  declare -A LANE_OF=()
-  local lanes=(0)
+  # LISTED[lane] = the targets tests/lanes/slotN lists, in its order; lane 0 takes the rest.
+  declare -A LISTED=()
+  local lanes=(0) listed=""
   for file in tests/lanes/slot*; do
     lane=${file##*/slot}
     lanes+=("$lane")
-    while read -r name; do LANE_OF[$name]=$lane; done < <(grep -v '^#' "$file" | grep .)
+    LISTED[$lane]=$(grep -v '^#' "$file" | grep .)
+    listed+=${LISTED[$lane]}$'\n'
   done
   LANE_SUMMARY=$(mktemp)
   local began=$SECONDS
@@ -69,13 +70,13 @@ run_test_lanes() {
     local members=()
     if [ "$lane" = 0 ]; then
       for name in "${!TARGET_EXE[@]}"; do
-        [ "$name" = lab ] || [ -n "${LANE_OF[$name]:-}" ] || members+=("$name")
+        [ "$name" = lab ] || grep -qx "$name" <<<"$listed" || members+=("$name")
       done
       # Sorted: the same order every run.
       mapfile -t members < <(printf '%s\n' "${members[@]}" | sort)
     else
       # In the file's order, which keeps the big app labs of different lanes apart in time.
-      mapfile -t members < <(grep -v '^#' "tests/lanes/slot$lane" | grep .)
+      mapfile -t members <<<"${LISTED[$lane]}"
     fi
     local slot_var=DIRECTOR_BOOT_TEST_SLOT$lane
     run_lane "${!slot_var:-$lane}" "${members[@]}" &

@@ -23,9 +23,12 @@ from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import WhiteListRoundRobinPolicy
 
 
+# A timeout or an unavailable replica: the cluster was slow, not wrong.
+TRANSIENT = (OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout)
+
+
 def transient(exc):
-    """A timeout or an unavailable replica: the cluster was slow, not wrong."""
-    return isinstance(exc, (OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout))
+    return isinstance(exc, TRANSIENT)
 
 
 def main():
@@ -92,7 +95,7 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (NoHostAvailable, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout) as e:
+    except (NoHostAvailable,) + TRANSIENT as e:
         # Schema statements, connecting, or the control connection: slow, not wrong.
         print("transient: %r" % e, file=sys.stderr)
         sys.exit(75)
