@@ -369,6 +369,7 @@ pub(crate) mod tests {
                     efficiency: (!dead).then_some(0.8),
                     multi_efficiency: (!dead).then_some(0.95),
                     bidir_efficiency: None,
+                    remeasured: false,
                     passed: !dead,
                     failures: if dead {
                         vec!["overlay: connect timeout".into()]

@@ -440,6 +440,13 @@ async fn probe(
     }
 }
 
+/// The single-stream TCP figures of a second sample, in place of the first's.
+fn take_tcp_sample(m: &mut Measurement, sample: &Measurement) {
+    m.tcp_bps = sample.tcp_bps;
+    m.tcp_sender_cpu_s_per_gbit = sample.tcp_sender_cpu_s_per_gbit;
+    m.tcp_receiver_cpu_s_per_gbit = sample.tcp_receiver_cpu_s_per_gbit;
+}
+
 async fn vxlan_rx(n: &Node, device: &str) -> Option<u64> {
     let out = n
         .session
@@ -913,7 +920,27 @@ pub async fn run(
                 (None, _) => (unreachable(a), unreachable(a), None),
                 (Some(_), None) => (unreachable(b), unreachable(b), None),
             };
-            let efficiency = ratio(overlay.tcp_bps, underlay.tcp_bps);
+            let (mut overlay, mut underlay) = (overlay, underlay);
+            let mut efficiency = ratio(overlay.tcp_bps, underlay.tcp_bps);
+            let mut remeasured = false;
+            // One sample can land on a moment when another process holds the CPU; a pair
+            // below the bar gets a second sample before it is judged, as a user rerunning
+            // iperf3 would.
+            if let (Some(pa), Some(pb), Some(e)) = (pa, pb, efficiency)
+                && e < opts.thresholds.min_efficiency
+                && overlay.ok()
+            {
+                let o2 = probe(pa, &Target::overlay(pa, pb), "tcp", opts, limit).await;
+                let u2 = probe(pa, &Target::underlay(pa, pb), "tcp", opts, limit).await;
+                remeasured = true;
+                if let Some(e2) = ratio(o2.tcp_bps, u2.tcp_bps)
+                    && e2 > e
+                {
+                    take_tcp_sample(&mut overlay, &o2);
+                    take_tcp_sample(&mut underlay, &u2);
+                    efficiency = Some(e2);
+                }
+            }
             let multi_efficiency = ratio(overlay.tcp_multi_bps, underlay.tcp_multi_bps);
             let diagnoses = diagnose(&PairEvidence {
                 from: a,
@@ -948,6 +975,7 @@ pub async fn run(
                 efficiency,
                 multi_efficiency,
                 bidir_efficiency: None,
+                remeasured,
                 passed: false,
                 failures: Vec::new(),
                 diagnoses,
@@ -964,6 +992,9 @@ pub async fn run(
                 if p.passed { "" } else { "  FAIL" },
                 p.seconds
             ));
+            if p.remeasured {
+                runner.say("               (below the bar at first: measured twice, the better sample kept)");
+            }
             results.push(p);
         }
 
@@ -993,6 +1024,7 @@ pub async fn run(
                     efficiency: None,
                     multi_efficiency: None,
                     bidir_efficiency: None,
+                    remeasured: false,
                     passed: false,
                     failures: Vec::new(),
                     diagnoses: Vec::new(),
@@ -1181,6 +1213,7 @@ mod tests {
             efficiency: Some(0.8),
             multi_efficiency: None,
             bidir_efficiency: None,
+            remeasured: false,
             passed: false,
             failures: vec![],
             diagnoses: vec![],
@@ -1258,6 +1291,7 @@ mod tests {
             efficiency: None,
             multi_efficiency: None,
             bidir_efficiency: None,
+            remeasured: false,
             passed: false,
             failures: vec![],
             diagnoses: vec![],
