@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark init side by side: BASE (default: the merge base with main; on main itself name
 # one, e.g. BASE=83ba9b9) and this checkout, built the same way (PROFILE, default release as
-# users build it, or dev; one shared target dir so dependencies are built once; each binary is
-# copied aside), each measured on a fresh lab:
+# users build it, or dev; a target dir per side; each binary is copied aside), each measured on a fresh lab:
 #   3-node init from bare, the no-op re-run, 10-node init from bare,
 #   bytes sent over SSH (iptables byte counter on OUTPUT to dblab0 tcp/22, the same for both;
 #   this branch also reports its own count, bytes_sent).
@@ -42,8 +41,10 @@ git -C "$OLD_SRC" checkout --quiet --detach "$BASE"
 say "building ($PROFILE) base $(git rev-parse --short "$BASE") and this checkout $(git rev-parse --short HEAD)"
 OLD_BIN="$WORK/director-boot-base"
 NEW_BIN="$WORK/director-boot-branch"
-(cd "$OLD_SRC" && CARGO_TARGET_DIR="$TARGET" cargo build --quiet "${BUILD[@]}" --bin director-boot)
-cp "$TARGET/$OUT/director-boot" "$OLD_BIN"
+# Each side has its own target dir: cargo judges freshness by file times, not by which
+# checkout built the binary, so one shared dir hands the second build the first one's binary.
+(cd "$OLD_SRC" && CARGO_TARGET_DIR="$TARGET-base" cargo build --quiet "${BUILD[@]}" --bin director-boot)
+cp "$TARGET-base/$OUT/director-boot" "$OLD_BIN"
 (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --quiet "${BUILD[@]}" --bin director-boot)
 cp "$TARGET/$OUT/director-boot" "$NEW_BIN"
 

@@ -1,5 +1,6 @@
 //! Add-ons: Kubernetes manifests (templates) applied with kubectl from a control-plane host.
-//! A manifest is applied only when its rendered text differs from the last one applied there.
+//! A manifest is applied only when its rendered text differs from the last one applied there;
+//! the health checks (rollouts) run only when the caller waits.
 
 use super::apply::{Env, apply_role, wait_healthy};
 use super::context::NodeContext;
@@ -15,6 +16,7 @@ pub async fn apply(
     node: &Node,
     nc: &NodeContext,
     role: &ComponentRole,
+    wait: bool,
 ) -> anyhow::Result<Vec<String>> {
     let ctx = tera_context(env.cluster, nc);
     // An add-on whose `when` does not hold (say, its image is not in this mirror) is left out.
@@ -46,7 +48,7 @@ pub async fn apply(
             .await?;
         changes.push(format!("applied {m}"));
     }
-    if !node.dry_run {
+    if wait && !node.dry_run {
         for h in &role.health {
             let cmd = env.renderer.render_str(&h.command, &ctx)?;
             wait_healthy(node, &role.name, &h.name, &cmd, h.timeout_secs).await?;

@@ -3,6 +3,8 @@
 //! role's health checks. In dry-run it only reports what it would do.
 
 use std::path::Path;
+
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 use super::artifacts::Artifacts;
@@ -217,18 +219,32 @@ pub async fn apply_role(
 
     let mut unit_files_changed = false;
     let mut written: Vec<(String, String)> = Vec::new();
-    for w in wants
+    let stale: Vec<&Want> = wants
         .iter()
         .filter(|w| !snap.file_matches(&w.dest, &w.sha256, w.mode))
-    {
+        .collect();
+    // Rendered files, keys and kubeconfigs all go in one round trip.
+    let small: Vec<crate::ssh::SmallFile> = stale
+        .iter()
+        .filter_map(|w| match &w.content {
+            Content::Bytes(data) => Some(crate::ssh::SmallFile {
+                remote: &w.dest,
+                data,
+                mode: w.mode,
+            }),
+            Content::Artifact(_) => None,
+        })
+        .collect();
+    if !dry {
+        node.session
+            .upload_many(&small)
+            .await
+            .map_err(|e| n_err(e.into()))?;
+    }
+    for w in stale {
         if !dry {
             match &w.content {
-                Content::Bytes(data) => {
-                    node.session
-                        .upload(data, &w.dest, w.mode)
-                        .await
-                        .map_err(|e| n_err(e.into()))?;
-                }
+                Content::Bytes(_) => {}
                 Content::Artifact(a) => {
                     env.artifacts.verify(a).map_err(a_err)?;
                     node.session
@@ -332,6 +348,9 @@ pub async fn apply_role(
     Ok(out)
 }
 
+/// Files of one host in flight at once (each is one SSH channel of the session's few).
+const UPLOADS_PER_HOST: usize = 3;
+
 /// The artifacts phase: put every binary the host's roles need in place before any role runs,
 /// so all hosts receive theirs at once (workers would otherwise wait through the control-plane
 /// phases). Returns the change lines and the paths written.
@@ -363,13 +382,13 @@ pub async fn stage_binaries(
             role: "artifacts".into(),
             source,
         })?;
-    let mut changes = Vec::new();
-    let mut written = std::collections::BTreeSet::new();
-    let mut sums = Vec::new();
-    for (dest, (role, a)) in &wants {
-        if snap.file_matches(dest, &a.sha256, 0o755) {
-            continue;
-        }
+    let todo: Vec<_> = wants
+        .iter()
+        .filter(|(dest, (_, a))| !snap.file_matches(dest, &a.sha256, 0o755))
+        .collect();
+    // A few files at once: one file's fsync and on-host checksum overlap the next one's
+    // transfer, and a host far away keeps its link busy.
+    let uploads = futures::stream::iter(todo.iter().map(|&(dest, &(role, a))| async move {
         if !node.dry_run {
             let role_err = |source| ApplyError::Artifact {
                 role: role.name.clone(),
@@ -383,19 +402,41 @@ pub async fn stage_binaries(
                     role: role.name.clone(),
                     source: e.into(),
                 })?;
-            sums.push((dest.clone(), a.sha256.clone()));
         }
-        let verb = if node.dry_run { "would write" } else { "wrote" };
-        changes.push(format!("{verb} {dest} ({} {})", a.name, a.version));
-        written.insert(dest.clone());
+        Ok::<_, ApplyError>(())
+    }))
+    .buffered(UPLOADS_PER_HOST);
+    let results: Vec<Result<(), ApplyError>> = uploads.collect().await;
+    let mut changes = Vec::new();
+    let mut written = std::collections::BTreeSet::new();
+    let mut sums = Vec::new();
+    let mut first_error = None;
+    for (&(dest, &(_, a)), r) in todo.iter().zip(results) {
+        match r {
+            Ok(()) => {
+                if !node.dry_run {
+                    sums.push((dest.clone(), a.sha256.clone()));
+                }
+                let verb = if node.dry_run { "would write" } else { "wrote" };
+                changes.push(format!("{verb} {dest} ({} {})", a.name, a.version));
+                written.insert(dest.clone());
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
+    // What did arrive is remembered even when another file failed, so a re-run skips it.
     node.remember_sums(&sums)
         .await
         .map_err(|source| ApplyError::Node {
             role: "artifacts".into(),
             source,
         })?;
-    Ok((changes, written))
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok((changes, written)),
+    }
 }
 
 /// Retry a check every quarter second until it passes or `secs` run out (components come up

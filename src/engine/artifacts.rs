@@ -242,10 +242,14 @@ impl Artifacts {
             .collect()
     }
 
-    /// Recompute the sha256 of one artifact and compare with the manifest.
+    /// Recompute the sha256 of one artifact and compare with the manifest (once per run while
+    /// the file stays the same: see [`crate::hash::sha256_file_memo`]).
     pub fn verify(&self, a: &Artifact) -> Result<(), ArtifactError> {
         let path = self.path(a);
-        let actual = sha256_file(&path)?;
+        let actual = crate::hash::sha256_file_memo(&path).map_err(|source| ArtifactError::Io {
+            path: path.clone(),
+            source,
+        })?;
         if actual != a.sha256 {
             return Err(ArtifactError::Checksum {
                 path,

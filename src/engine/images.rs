@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use futures::StreamExt;
+
 use super::artifacts::{Artifact, Artifacts, Kind};
 use super::image_archive::ImageArchive;
 use crate::node::{Node, NodeError, shell_quote};
@@ -29,6 +31,9 @@ pub async fn import(node: &Node, archive: &str) -> Result<(), NodeError> {
     .await
     .map(|_| ())
 }
+
+/// Image archives one node imports at once.
+const IMPORTS_AT_ONCE: usize = 3;
 
 /// The mirror's images as (artifact, archive path on the node).
 fn archives(artifacts: &Artifacts) -> Vec<(&Artifact, String)> {
@@ -103,17 +108,32 @@ pub async fn load_all(
     } else {
         Vec::new()
     };
-    for (a, dest) in archives(artifacts) {
-        let reference = a.reference.as_deref().unwrap_or_default();
-        let fresh = staged.is_some_and(|s| s.contains(&dest));
-        if fresh || copied.contains(&reference) || !present.contains(&reference) {
-            if node.dry_run {
-                changes.push(format!("would import {reference}"));
-            } else {
-                import(node, &dest).await?;
-                changes.push(format!("imported {reference}"));
-            }
+    let wanted: Vec<(&str, String)> = archives(artifacts)
+        .into_iter()
+        .filter_map(|(a, dest)| {
+            let reference = a.reference.as_deref().unwrap_or_default();
+            let fresh = staged.is_some_and(|s| s.contains(&dest));
+            (fresh || copied.contains(&reference) || !present.contains(&reference))
+                .then_some((reference, dest))
+        })
+        .collect();
+    if node.dry_run {
+        changes.extend(wanted.iter().map(|(r, _)| format!("would import {r}")));
+        return Ok(changes);
+    }
+    // containerd unpacks one archive while the next is read: a few at once.
+    let results: Vec<Result<(), NodeError>> =
+        futures::stream::iter(wanted.iter().map(|(_, dest)| import(node, dest)))
+            .buffered(IMPORTS_AT_ONCE)
+            .collect()
+            .await;
+    for ((reference, dest), r) in wanted.iter().zip(results) {
+        // Two archives holding one layer can meet in containerd's ingest lock: that one
+        // goes again alone.
+        if r.is_err() {
+            import(node, dest).await?;
         }
+        changes.push(format!("imported {reference}"));
     }
     Ok(changes)
 }

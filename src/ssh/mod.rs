@@ -32,7 +32,7 @@ use crate::inventory::SshEndpoint;
 pub use auth::PASSPHRASE_ENV;
 pub use known_hosts::fingerprint;
 pub use quote::sh_quote;
-pub use upload::sha256_hex;
+pub use upload::{SmallFile, sha256_hex};
 pub use wire::{Wire, bytes_sent, set_cache_dir as set_wire_cache_dir};
 
 /// Settings for every connection of one run.
@@ -243,6 +243,11 @@ impl Session {
         mode: u32,
     ) -> Result<UploadOutcome, SshError> {
         self.upload_impl(data, remote, mode).await
+    }
+
+    /// Several small files in one round trip; see [`SmallFile`].
+    pub async fn upload_many(&self, files: &[SmallFile<'_>]) -> Result<(), SshError> {
+        self.upload_many_impl(files).await
     }
 
     /// Like `upload`, streaming a (large) local file.

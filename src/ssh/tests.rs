@@ -260,6 +260,66 @@ async fn upload_is_atomic_verified_and_idempotent() {
 }
 
 #[tokio::test]
+async fn upload_many_writes_every_file_in_one_round_trip() {
+    use crate::ssh::SmallFile;
+    let lab = lab();
+    let s = lab.session(&lab.cfg()).await;
+    let dir = lab.dir.path().join("remote/etc/many dir");
+    let (a, b) = (dir.join("it's.key"), dir.join("sub/b.yaml"));
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let (ra, rb) = (a.to_str().unwrap(), b.to_str().unwrap());
+    s.upload_many(&[
+        SmallFile {
+            remote: ra,
+            data: &binary,
+            mode: 0o600,
+        },
+        SmallFile {
+            remote: rb,
+            data: b"",
+            mode: 0o644,
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), binary);
+    assert_eq!(mode_of(&a), 0o600);
+    assert_eq!(std::fs::read(&b).unwrap(), b"");
+    assert_eq!(mode_of(&b), 0o644);
+    // A directory as a target: the error names it, the files before it are in place, and
+    // no temp file is left behind.
+    let err = s
+        .upload_many(&[
+            SmallFile {
+                remote: ra,
+                data: b"new",
+                mode: 0o600,
+            },
+            SmallFile {
+                remote: dir.join("sub").to_str().unwrap(),
+                data: b"x",
+                mode: 0o644,
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::Upload { .. }), "{err}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert_eq!(std::fs::read(&a).unwrap(), b"new");
+    assert_eq!(entries(&dir), ["it's.key", "sub"]);
+    assert_eq!(entries(&dir.join("sub")), ["b.yaml"]);
+    assert!(matches!(
+        s.upload_many(&[SmallFile {
+            remote: "relative/x",
+            data: b"x",
+            mode: 0o644
+        }])
+        .await,
+        Err(SshError::Upload { .. })
+    ));
+}
+
+#[tokio::test]
 async fn upload_file_streams_a_large_file() {
     let lab = lab();
     let s = lab.session(&lab.cfg()).await;

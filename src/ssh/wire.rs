@@ -143,7 +143,17 @@ pub async fn compressed(local: &Path, sha: &str, wire: Wire) -> std::io::Result<
         map.entry(target.clone()).or_default().clone()
     };
     let _held = lock.lock().await;
+    static PRUNED: std::sync::Once = std::sync::Once::new();
+    PRUNED.call_once(|| {
+        if let Err(e) = prune(&dir, CACHE_MAX_BYTES) {
+            tracing::debug!("wire cache {}: not pruned: {e}", dir.display());
+        }
+    });
     if tokio::fs::try_exists(&target).await.unwrap_or(false) {
+        // Used now: the pruning keeps what was used last.
+        if let Ok(f) = std::fs::File::open(&target) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         return Ok(Some(target));
     }
     let (local, out) = (local.to_path_buf(), target.clone());
@@ -151,6 +161,32 @@ pub async fn compressed(local: &Path, sha: &str, wire: Wire) -> std::io::Result<
         .await
         .map_err(std::io::Error::other)??;
     Ok(Some(target))
+}
+
+/// The wire cache's size bound: compressed copies of old mirrors and image archives would
+/// otherwise pile up run after run.
+const CACHE_MAX_BYTES: u64 = 2 << 30;
+
+/// Delete the least recently used copies until the rest fit in `max` bytes (a copy another run
+/// is reading stays readable: its open file outlives the name).
+fn prune(dir: &Path, max: u64) -> std::io::Result<()> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let m = e.metadata()?;
+        if m.is_file() {
+            files.push((m.modified()?, m.len(), e.path()));
+        }
+    }
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    let mut total = 0u64;
+    for (_, len, path) in files {
+        total += len;
+        if total > max {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Compress into a temp file beside `out`, then rename: a half-written copy is never used.
@@ -179,6 +215,26 @@ fn compress_file(local: &Path, dir: &Path, out: &Path, wire: Wire) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_the_most_recently_used_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        for (i, name) in ["old", "mid", "new"].iter().enumerate() {
+            let p = dir.path().join(name);
+            std::fs::write(&p, [0u8; 100]).unwrap();
+            let f = std::fs::File::open(&p).unwrap();
+            f.set_modified(now - std::time::Duration::from_secs(100 * (3 - i as u64)))
+                .unwrap();
+        }
+        prune(dir.path(), 250).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["mid", "new"]);
+    }
 
     #[test]
     fn choice_prefers_zstd_then_gzip() {

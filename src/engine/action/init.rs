@@ -72,9 +72,12 @@ pub fn phases(only_components: Option<&[&str]>) -> Vec<Box<dyn Phase>> {
             name,
             loads_images: name == "runtime",
         }));
+        if name == "control-plane" && only_components.is_none() {
+            list.push(Box::new(phase::addons::Addons { wait: false }));
+        }
     }
     if only_components.is_none() {
-        list.push(Box::new(phase::addons::Addons));
+        list.push(Box::new(phase::addons::Addons { wait: true }));
         list.push(Box::new(phase::encryption::RewriteSecrets {
             title: "secrets-encrypt",
             step: None,
@@ -191,6 +194,7 @@ mod tests {
                 "etcd-members",
                 "etcd",
                 "control-plane",
+                "addons-apply",
                 "runtime",
                 "kubelet",
                 "kube-proxy",

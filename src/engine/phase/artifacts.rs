@@ -38,8 +38,22 @@ impl Phase for Artifacts {
                             .get(n.name())
                             .map(|v| v.iter().collect())
                             .unwrap_or_default();
-                        let (mut changes, mut written) =
-                            stage_binaries(&st.artifacts, n, &mine).await?;
+                        let runtime = mine.iter().any(|r| r.phase == RUNTIME);
+                        // The image archives travel beside the binaries, not after them.
+                        let images = async {
+                            if runtime {
+                                images::stage_archives(n, &st.artifacts).await.map(Some)
+                            } else {
+                                Ok(None)
+                            }
+                        };
+                        let (binaries, images) =
+                            tokio::join!(stage_binaries(&st.artifacts, n, &mine), images);
+                        let (mut changes, mut written) = binaries?;
+                        if let Some((lines, archives)) = images? {
+                            changes.extend(lines);
+                            written.extend(archives);
+                        }
                         // A binary that cannot start here (glibc, architecture) is named now,
                         // not as a unit that fails to start phases later.
                         let staged: BTreeSet<(String, String)> = mine
@@ -57,12 +71,6 @@ impl Phase for Artifacts {
                             .collect();
                         let staged: Vec<_> = staged.into_iter().collect();
                         preflight::binaries_run(n, &staged).await?;
-                        if mine.iter().any(|r| r.phase == RUNTIME) {
-                            let (lines, archives) =
-                                images::stage_archives(n, &st.artifacts).await?;
-                            changes.extend(lines);
-                            written.extend(archives);
-                        }
                         if let Ok(mut m) = written_ref.lock() {
                             m.insert(n.name().to_string(), written);
                         }
