@@ -180,7 +180,7 @@ fn nodes_join_and_leave_an_ha_cluster() {
         );
         if !["node3", "node5", "local"].contains(&host) {
             assert!(
-                ["apiserver-lb", "etcd+control-plane+runtime", "overlay"].contains(&phase),
+                ["apiserver-lb", "control-plane", "overlay"].contains(&phase),
                 "--limit changed {host} in {phase}: {c}"
             );
         }

@@ -31,10 +31,6 @@ pub const COMPONENTS: &[&str] = &[
     "overlay",
 ];
 
-/// Components that run as one phase (see `phase::component::Stage`): on each host the
-/// container runtime comes up beside etcd and the API server, which it does not need.
-const STAGES: &[&[&[&str]]] = &[&[&["etcd", "control-plane"], &["runtime"]]];
-
 /// The components `overlay up` converges.
 pub const OVERLAY_COMPONENTS: &[&str] = &["node-prep", "overlay-wireguard", "overlay"];
 
@@ -60,9 +56,8 @@ pub fn phases(only_components: Option<&[&str]>) -> Vec<Box<dyn Phase>> {
         Box::new(phase::host_plan::HostPlan),
         Box::new(phase::artifacts::Artifacts),
     ];
-    let wanted = |name: &str| only_components.is_none_or(|only| only.contains(&name));
     for &name in COMPONENTS {
-        if !wanted(name) {
+        if only_components.is_some_and(|only| !only.contains(&name)) {
             continue;
         }
         if name == "etcd" {
@@ -73,31 +68,10 @@ pub fn phases(only_components: Option<&[&str]>) -> Vec<Box<dyn Phase>> {
             // Only with `overlay rotate-keys`.
             list.push(Box::new(phase::overlay_rotate::RotateKeys));
         }
-        if let Some(chains) = STAGES
-            .iter()
-            .find(|c| c.iter().flat_map(|ch| ch.iter()).any(|&n| n == name))
-        {
-            // A stage goes in where its first wanted component would have.
-            let first = chains
-                .iter()
-                .flat_map(|ch| ch.iter())
-                .copied()
-                .find(|n| wanted(n));
-            if first == Some(name) {
-                let chains = chains
-                    .iter()
-                    .map(|c| c.iter().copied().filter(|n| wanted(n)).collect())
-                    .collect();
-                if let Some(stage) = phase::component::Stage::new(chains) {
-                    list.push(Box::new(stage));
-                }
-            }
-        } else {
-            list.push(Box::new(phase::component::Component {
-                name,
-                loads_images: name == "runtime",
-            }));
-        }
+        list.push(Box::new(phase::component::Component {
+            name,
+            loads_images: name == "runtime",
+        }));
         if name == "control-plane" && only_components.is_none() {
             list.push(Box::new(phase::addons::Addons { wait: false }));
         }
@@ -218,8 +192,10 @@ mod tests {
                 "node-prep",
                 "apiserver-lb",
                 "etcd-members",
-                "etcd+control-plane+runtime",
+                "etcd",
+                "control-plane",
                 "addons-apply",
+                "runtime",
                 "kubelet",
                 "kube-proxy",
                 "overlay-keys",
