@@ -3,9 +3,9 @@
 //! role's health checks. In dry-run it only reports what it would do.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use std::time::{Duration, Instant};
 
 use super::artifacts::Artifacts;
 use super::context::NodeContext;
@@ -242,17 +242,13 @@ pub async fn apply_role(
             .map_err(|e| n_err(e.into()))?;
     }
     for w in stale {
-        if !dry {
-            match &w.content {
-                Content::Bytes(_) => {}
-                Content::Artifact(a) => {
-                    env.artifacts.verify(a).map_err(a_err)?;
-                    node.session
-                        .upload_file(&env.artifacts.path(a), &w.dest, w.mode)
-                        .await
-                        .map_err(|e| n_err(e.into()))?;
-                }
-            }
+        // The small files went above; mirror binaries stream one by one.
+        if let (false, Content::Artifact(a)) = (dry, &w.content) {
+            env.artifacts.verify(a).map_err(a_err)?;
+            node.session
+                .upload_file(&env.artifacts.path(a), &w.dest, w.mode)
+                .await
+                .map_err(|e| n_err(e.into()))?;
         }
         unit_files_changed |= w.dest.starts_with("/etc/systemd/");
         written.push((w.dest.clone(), w.sha256.clone()));
